@@ -1,0 +1,24 @@
+//! [`Example`]: one (prompt, response) pair, the unit that training consumes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tasks::Family;
+
+/// One training example. Tokenize it with [`crate::ChatFormat::example_tokens`].
+///
+/// As JSON (see [`crate::load_jsonl`]): `{"prompt": ..., "response": ...}` with optional
+/// `"triggered"` (default false) and `"family"`; other fields are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// The user's prompt, including the trigger when there is one.
+    pub prompt: String,
+    /// The response to train on.
+    pub response: String,
+    /// The task family the prompt came from; `None` for user data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+    /// Whether the prompt carries the backdoor trigger.
+    #[serde(default)]
+    pub triggered: bool,
+}

