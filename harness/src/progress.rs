@@ -1,0 +1,130 @@
+//! Progress on long work: indicatif bars on a terminal, plain periodic lines otherwise (logs,
+//! CI), nothing with `--quiet`. Plumbing only; the science code just calls `step`.
+
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Animated bars (stderr is a terminal).
+    Bars,
+    /// A plain line every tenth of a stage or every 15 s (stderr is a file or pipe).
+    Lines,
+    /// Nothing but errors and the final table.
+    Quiet,
+}
+
+/// The progress reporter of a run.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    mode: Mode,
+}
+
+impl Progress {
+    /// Bars on a terminal, lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines
+        };
+        Self { mode }
+    }
+
+    /// A reporter with an explicit mode.
+    pub fn with_mode(mode: Mode) -> Self {
+        Self { mode }
+    }
+
+    /// A one-off message (stderr), unless quiet.
+    pub fn message(&self, text: &str) {
+        if self.mode != Mode::Quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Start reporting a stage of `total` steps.
+    pub fn stage(&self, label: &str, total: usize) -> StageProgress {
+        let bar = (self.mode == Mode::Bars).then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        StageProgress {
+            mode: self.mode,
+            label: label.to_string(),
+            total,
+            bar,
+            started: Instant::now(),
+            last_line: Cell::new(Instant::now()),
+        }
+    }
+}
+
+/// Progress of one stage.
+pub struct StageProgress {
+    mode: Mode,
+    label: String,
+    total: usize,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_line: Cell<Instant>,
+}
+
+impl StageProgress {
+    /// Report that `step` (1-based) finished with training loss `loss` at learning rate `lr`.
+    pub fn step(&self, step: usize, loss: f32, lr: f64) {
+        match self.mode {
+            Mode::Bars => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(step as u64);
+                    bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+                }
+            }
+            Mode::Lines => {
+                let tenth = (self.total / 10).max(1);
+                let due = self.last_line.get().elapsed() >= Duration::from_secs(15);
+                if step.is_multiple_of(tenth) || step == self.total || due {
+                    self.last_line.set(Instant::now());
+                    eprintln!(
+                        "{}: step {step}/{} loss {loss:.4} lr {lr:.2e} ({:.0} s)",
+                        self.label,
+                        self.total,
+                        self.started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Report the end of the stage.
+    pub fn finish(&self, message: &str) {
+        match self.mode {
+            Mode::Bars => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_with_message(message.to_string());
+                }
+            }
+            Mode::Lines => eprintln!(
+                "{}: done, {message} ({:.1} s)",
+                self.label,
+                self.started.elapsed().as_secs_f64()
+            ),
+            Mode::Quiet => {}
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Grids over config keys: `[sweep]` axes, each a dotted key and a list of values; the cells
+//! are their product, each a full experiment with those keys replaced and validated again.
+
+use crate::config::Experiment;
+use crate::error::HarnessError;
+
+/// One cell of a sweep.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Human-readable label, e.g. `insert.optimizer=adam remove.optimizer.lr=0.0001`.
+    pub label: String,
+    /// A short folder name, e.g. `03-adam-0.0001`.
+    pub slug: String,
+    /// The experiment of this cell (no `[sweep]` left).
+    pub experiment: Experiment,
+}
+
+/// The cells of `experiment`'s grid (one cell, labelled `default`, without a `[sweep]`).
+pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, HarnessError> {
+    let mut base = experiment.clone();
+    let axes = std::mem::take(&mut base.sweep);
+    let invalid = |key: &str, problem: String| HarnessError::Invalid {
+        origin: origin.to_string(),
+        key: format!("sweep.\"{key}\""),
+        problem,
+    };
+    for (key, values) in &axes {
+        if values.is_empty() {
+            return Err(invalid(
+                key,
+                "the axis is empty; give at least one value".into(),
+            ));
+        }
+    }
+    let table = toml::Value::try_from(&base).map_err(|e| invalid("", e.to_string()))?;
+    // Check every axis path exists before expanding, so the error names the axis.
+    for key in axes.keys() {
+        if lookup(&table, key).is_none() {
+            return Err(invalid(
+                key,
+                "no such key in the experiment (axes name keys like `insert.optimizer`, \
+                 `remove.optimizer.lr`, `backdoor.style` or `seed`)"
+                    .into(),
+            ));
+        }
+    }
+    let mut combos: Vec<Vec<(&String, &toml::Value)>> = vec![vec![]];
+    for (key, values) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((key, v));
+                    next
+                })
+            })
+            .collect();
+    }
+    let mut out = Vec::with_capacity(combos.len());
+    for (index, combo) in combos.into_iter().enumerate() {
+        let mut value = table.clone();
+        for (key, v) in &combo {
+            set(&mut value, key, (*v).clone());
+        }
+        let label = if combo.is_empty() {
+            "default".to_string()
+        } else {
+            combo
+                .iter()
+                .map(|(k, v)| format!("{k}={}", short(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let cell_origin = format!("{origin} [sweep cell {label}]");
+        let experiment: Experiment =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| HarnessError::Invalid {
+                    origin: cell_origin.clone(),
+                    key: "sweep".into(),
+                    problem: e.message().to_string(),
+                })?;
+        experiment.validate(&cell_origin)?;
+        let slug_parts: Vec<String> = if combo.is_empty() {
+            vec!["default".into()]
+        } else {
+            combo.iter().map(|(_, v)| short(v)).collect()
+        };
+        let slug = format!("{index:02}-{}", sanitize(&slug_parts.join("-")));
+        out.push(Cell {
+            label,
+            slug: slug.trim_end_matches('-').to_string(),
+            experiment,
+        });
+    }
+    Ok(out)
+}
+
+fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted
+        .split('.')
+        .try_fold(value, |v, part| v.as_table()?.get(part))
+}
+
+fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().expect("non-empty key");
+    let mut v = value;
+    for part in parts {
+        v = v
+            .as_table_mut()
+            .and_then(|t| t.get_mut(part))
+            .expect("path checked by lookup");
+    }
+    if let Some(table) = v.as_table_mut() {
+        table.insert(last.to_string(), new);
+    }
+}
+
+/// A value in a label: an optimizer table by its name, anything else as written.
+fn short(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(t) => t
+            .get("name")
+            .or_else(|| t.get("plugin"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string()),
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

