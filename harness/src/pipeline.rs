@@ -204,6 +204,11 @@ fn run_stages(
             }
         })?;
     let model_config = experiment.model_config();
+    ctx.progress.message(&format!(
+        "model `{}`: {} parameters",
+        experiment.model.preset,
+        model_config.num_params()
+    ));
     let device_name = experiment.device.trim().to_lowercase();
 
     // Base: clean instruction training from a seeded initialisation.
