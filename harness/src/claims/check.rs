@@ -48,8 +48,7 @@ impl Lab {
     pub fn run(&self, experiment: &Experiment, label: &str) -> Result<CellSummary, HarnessError> {
         let n = self.runs.get() + 1;
         self.runs.set(n);
-        let dir = self.dir.join("cases").join(format!("{n:04}"));
-        run_cell(experiment, label, &dir, &self.ctx)
+        run_cell(experiment, label, &self.case_dir(n), &self.ctx)
     }
 
     /// Run `experiment` and return what it measured; a diverged cell is an `Err` describing
@@ -76,6 +75,15 @@ impl Lab {
     /// How many experiments this lab ran.
     pub fn runs(&self) -> usize {
         self.runs.get()
+    }
+
+    /// The folder of the last case run (`metrics.jsonl`, `generations.jsonl`, ...).
+    pub fn last_dir(&self) -> PathBuf {
+        self.case_dir(self.runs.get())
+    }
+
+    fn case_dir(&self, n: usize) -> PathBuf {
+        self.dir.join("cases").join(format!("{n:04}"))
     }
 }
 

@@ -193,26 +193,40 @@ impl ClaimFile {
                 .map_err(|e| at(span.clone(), &where_, e))?;
             vary = vary.key(key, dist);
         }
-        let simplest = Case {
-            values: vary
-                .keys()
-                .map(|(k, d)| (k.clone(), d.simplest()))
-                .collect(),
-        };
         for (key, dist) in vary.keys() {
             let span = raw.vary[key].span();
             for corner in dist.corners() {
-                let mut case = simplest.clone();
-                case.values.insert(key.clone(), corner.clone());
-                let built = case.apply(&experiment, &origin).map_err(|e| {
+                let case = Case {
+                    values: BTreeMap::from([(key.clone(), corner.clone())]),
+                };
+                case.apply(&experiment, &origin).map_err(|e| {
                     at(
                         span.clone(),
                         &format!("vary.\"{key}\""),
                         format!("the value {corner} makes an invalid experiment: {e}"),
                     )
                 })?;
-                let _ = built;
             }
+        }
+        // Together: the case every search shrinks toward.
+        let simplest = Case {
+            values: vary
+                .keys()
+                .map(|(k, d)| (k.clone(), d.simplest()))
+                .collect(),
+        };
+        if let Err(e) = simplest.apply(&experiment, &origin) {
+            let first = raw
+                .vary
+                .values()
+                .next()
+                .map(|v| v.span())
+                .unwrap_or_default();
+            return Err(at(
+                first,
+                "vary",
+                format!("the simplest case ({simplest}) makes an invalid experiment: {e}"),
+            ));
         }
         Ok(ClaimFile {
             name,
@@ -282,8 +296,15 @@ fn parse_dist(value: &toml::Value, key: &str, experiment: &Experiment) -> Result
                     None => return Err(format!("`one_of` takes a list, got {v}")),
                 },
                 other => {
+                    let hint = if v.is_table() {
+                        format!(
+                            " (to vary `{key}.{other}`, quote the dotted key: \"{key}.{other}\" = ...)"
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(format!(
-                        "unknown form `{other}`; allowed forms: {VARY_FORMS}"
+                        "unknown form `{other}`{hint}; allowed forms: {VARY_FORMS}"
                     ));
                 }
             }
