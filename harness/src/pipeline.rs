@@ -20,6 +20,7 @@ use crate::error::HarnessError;
 use crate::eval::{EvalRecord, EvalSet, Generation};
 use crate::files::{sha256_hex, write_json, write_jsonl};
 use crate::progress::Progress;
+use crate::sweep::Cell;
 use crate::train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
 
 /// What a run shares between its cells.
@@ -77,6 +78,12 @@ pub struct CellSummary {
     /// How it ended.
     #[serde(flatten)]
     pub status: CellStatus,
+    /// The cell's experiment seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// The swept keys of this cell and their values as written in labels.
+    #[serde(default)]
+    pub axes: std::collections::BTreeMap<String, String>,
     /// The insertion optimizer's name.
     pub insert_optimizer: String,
     /// The removal method.
@@ -146,24 +153,22 @@ impl CellWriter {
 }
 
 /// Run one cell into `dir`; returns its summary (also written to `dir/summary.json`).
-pub fn run_cell(
-    experiment: &Experiment,
-    cell: &str,
-    dir: &Path,
-    ctx: &RunContext,
-) -> Result<CellSummary, HarnessError> {
+pub fn run_cell(cell: &Cell, dir: &Path, ctx: &RunContext) -> Result<CellSummary, HarnessError> {
+    let experiment = &cell.experiment;
     std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
     let resolved = toml::to_string(experiment).map_err(|e| HarnessError::io(dir, e))?;
     crate::files::write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
     let mut writer = CellWriter {
         dir: dir.to_path_buf(),
-        cell: cell.to_string(),
+        cell: cell.label.clone(),
         metrics: Vec::new(),
         generations: Vec::new(),
     };
     let mut summary = CellSummary {
-        cell: cell.to_string(),
+        cell: cell.label.clone(),
         status: CellStatus::Completed,
+        seed: experiment.seed,
+        axes: cell.axes.clone(),
         insert_optimizer: experiment.insert.optimizer.name().to_string(),
         remove_method: experiment.remove.method.name().to_string(),
         remove_optimizer: experiment.remove.optimizer.name().to_string(),
@@ -184,8 +189,11 @@ pub fn run_cell(
         .rev()
         .find(|m| m.record.heldout_loss.is_finite())
         .map(|m| m.record.clone());
+    // summary.json marks the cell as finished (completed or diverged); after an error it is
+    // not written, so a rerun runs the cell again.
+    result?;
     write_json(&dir.join("summary.json"), &summary)?;
-    result.map(|()| summary)
+    Ok(summary)
 }
 
 fn run_stages(

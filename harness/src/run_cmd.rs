@@ -84,7 +84,7 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
         ctx.progress
             .message(&format!("== cell {}/{}: {}", i + 1, grid.len(), cell.label));
         let cell_dir = dir.join("cells").join(&cell.slug);
-        let summary = run_cell(&cell.experiment, &cell.label, &cell_dir, &ctx)?;
+        let summary = run_cell(cell, &cell_dir, &ctx)?;
         summaries.push(summary);
         write_json(
             &dir.join("summary.json"),

@@ -11,8 +11,23 @@ pub struct Cell {
     pub label: String,
     /// A short folder name, e.g. `03-adam-0.0001`.
     pub slug: String,
+    /// The swept keys of this cell and their values as written in labels (empty without a
+    /// `[sweep]`), e.g. `{"insert.optimizer": "adam", "seed": "2"}`.
+    pub axes: std::collections::BTreeMap<String, String>,
     /// The experiment of this cell (no `[sweep]` left).
     pub experiment: Experiment,
+}
+
+impl Cell {
+    /// A single cell, labelled `default`, for an experiment without a grid.
+    pub fn single(experiment: Experiment) -> Self {
+        Self {
+            label: "default".into(),
+            slug: "00-default".into(),
+            axes: Default::default(),
+            experiment,
+        }
+    }
 }
 
 /// The cells of `experiment`'s grid (one cell, labelled `default`, without a `[sweep]`).
@@ -91,6 +106,10 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         out.push(Cell {
             label,
             slug: slug.trim_end_matches('-').to_string(),
+            axes: combo
+                .iter()
+                .map(|(k, v)| ((*k).clone(), short(v)))
+                .collect(),
             experiment,
         });
     }
