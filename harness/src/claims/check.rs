@@ -15,6 +15,7 @@ use crate::config::Experiment;
 use crate::error::HarnessError;
 use crate::pipeline::{CellSummary, RunContext, run_cell};
 use crate::progress::Progress;
+use crate::sweep::{Cell, short};
 
 /// Where cases run: a device, a stage cache and a folder for each case's results.
 pub struct Lab {
@@ -43,12 +44,22 @@ impl Lab {
         })
     }
 
-    /// Run `experiment` (one cell, no sweep) and return its summary. The only place claims run
-    /// an experiment.
-    pub fn run(&self, experiment: &Experiment, label: &str) -> Result<CellSummary, HarnessError> {
+    /// Run `experiment` (the `case` applied to a claim's experiment) and return its summary.
+    /// The only place claims run an experiment.
+    pub fn run(&self, experiment: &Experiment, case: &Case) -> Result<CellSummary, HarnessError> {
         let n = self.runs.get() + 1;
         self.runs.set(n);
-        run_cell(experiment, label, &self.case_dir(n), &self.ctx)
+        let cell = Cell {
+            label: case.to_string(),
+            slug: format!("{n:04}"),
+            axes: case
+                .values
+                .iter()
+                .map(|(k, v)| (k.clone(), short(v)))
+                .collect(),
+            experiment: experiment.clone(),
+        };
+        run_cell(&cell, &self.case_dir(n), &self.ctx)
     }
 
     /// Run `experiment` and return what it measured; a diverged cell is an `Err` describing
@@ -56,9 +67,9 @@ impl Lab {
     pub fn measure(
         &self,
         experiment: &Experiment,
-        label: &str,
+        case: &Case,
     ) -> Result<Result<Measured, String>, HarnessError> {
-        Ok(Measured::from_summary(&self.run(experiment, label)?))
+        Ok(Measured::from_summary(&self.run(experiment, case)?))
     }
 
     /// For `proptest!` bodies: `case` applied to `base`, run and measured; an invalid case is
@@ -67,7 +78,7 @@ impl Lab {
         let experiment = case
             .apply(base, "claim")
             .map_err(|e| TestCaseError::reject(e.to_string()))?;
-        self.measure(&experiment, &case.to_string())
+        self.measure(&experiment, case)
             .map_err(|e| TestCaseError::fail(e.to_string()))?
             .map_err(TestCaseError::fail)
     }
@@ -217,7 +228,7 @@ pub fn check(
         let (measured, judgement) = match claim.admits(&table) {
             Err(reason) => (Err(reason.clone()), Judgement::Discarded(reason)),
             Ok(()) => {
-                let measured = lab.measure(&experiment, &case.to_string())?;
+                let measured = lab.measure(&experiment, case)?;
                 let judgement = claim.judge(&table, &measured);
                 (measured, judgement)
             }
