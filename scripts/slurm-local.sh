@@ -45,18 +45,28 @@ daemons=(munged slurmctld slurmd)
 # abs_dir DIR: DIR as an absolute path (DIR must exist).
 abs_dir() { (cd "$1" && pwd -P); }
 
-# resolved_exe NAME: the real path of binary NAME (through Debian's update-alternatives links).
-resolved_exe() { readlink -f "$(command -v "$1")"; }
+# proc_stat PID: "STATE STARTTIME" of process PID (fields 3 and 22 of /proc/PID/stat).
+proc_stat() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # Drop "PID (COMM) ": COMM may hold spaces and parentheses, the last ") " ends it.
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo "$1 ${20}"
+}
 
-# pid_alive PIDFILE: true if the pid recorded in PIDFILE runs the executable recorded next to it.
-# Guards against pid reuse: a recycled pid running something else is not ours.
+# pid_alive PIDFILE: true while the process recorded in PIDFILE ("PID STARTTIME NAME") has not
+# exited. The start time guards against pid reuse (a recycled pid is not ours), and a zombie
+# counts as exited: its ports and files are released. (/proc/PID/exe would not do: it vanishes
+# before the process closes its sockets, so a quick restart would find the ports busy.)
 pid_alive() {
-    local pidfile=$1 pid exe
+    local pidfile=$1 pid start state now_start
     [ -s "$pidfile" ] || return 1
-    read -r pid exe <"$pidfile" || true
-    [ -n "${pid:-}" ] && [ -n "${exe:-}" ] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$exe" ]
+    read -r pid start _ <"$pidfile" || true
+    [[ ${pid:-} =~ ^[0-9]+$ ]] && [ -n "${start:-}" ] || return 1
+    read -r state now_start < <(proc_stat "$pid") || return 1
+    [ "$now_start" = "$start" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
 # print_logs DIR: the tail of every daemon log, for error messages.
@@ -83,16 +93,16 @@ check_binaries() {
 }
 
 # launch DIR NAME CMD...: run CMD in the foreground mode of the daemon, detached from this
-# shell (own session, no stdin/stdout), and record "PID EXE" in DIR/run/NAME.pid.
+# shell (own session, no stdin/stdout), and record "PID STARTTIME NAME" in DIR/run/NAME.pid.
 # Without job control a background job is not a process-group leader, so setsid does not fork
 # and $! is the daemon's own pid.
 launch() {
     local dir=$1 name=$2
     shift 2
-    local exe
-    exe=$(resolved_exe "$1")
     setsid "$@" </dev/null >>"$dir/log/$name.out" 2>&1 &
-    echo "$! $exe" >"$dir/run/$name.pid"
+    local pid=$! stat
+    stat=$(proc_stat "$pid") || stat="gone 0"
+    echo "$pid ${stat#* } $name" >"$dir/run/$name.pid"
 }
 
 write_config() {
@@ -154,16 +164,16 @@ cmd_start() {
     case "$dir" in
     *[[:space:]]*) die "DIR must not contain white space (slurm.conf cannot quote paths): '$dir'" ;;
     esac
+    local ctld_port=${SLURM_LOCAL_CTLD_PORT:-6817} slurmd_port=${SLURM_LOCAL_SLURMD_PORT:-6818}
+    local timeout=${SLURM_LOCAL_START_TIMEOUT:-60} p
+    for p in "$ctld_port" "$slurmd_port" "$timeout"; do
+        [[ $p =~ ^[0-9]+$ ]] || die "SLURM_LOCAL_CTLD_PORT, SLURM_LOCAL_SLURMD_PORT and SLURM_LOCAL_START_TIMEOUT must be whole numbers, got '$p'"
+    done
     local d
     for d in "${daemons[@]}"; do
         if pid_alive "$dir/run/$d.pid"; then
             die "$d of $dir is already running (pid $(cut -d' ' -f1 "$dir/run/$d.pid")); run '$prog stop $dir' first"
         fi
-    done
-    local ctld_port=${SLURM_LOCAL_CTLD_PORT:-6817} slurmd_port=${SLURM_LOCAL_SLURMD_PORT:-6818}
-    local timeout=${SLURM_LOCAL_START_TIMEOUT:-60} p
-    for p in "$ctld_port" "$slurmd_port" "$timeout"; do
-        [[ $p =~ ^[0-9]+$ ]] || die "SLURM_LOCAL_CTLD_PORT, SLURM_LOCAL_SLURMD_PORT and SLURM_LOCAL_START_TIMEOUT must be whole numbers, got '$p'"
     done
     for p in "$ctld_port" "$slurmd_port"; do
         if port_in_use "$p"; then
@@ -172,7 +182,7 @@ cmd_start() {
     done
 
     local t0 node cpus mem user
-    t0=$(date +%s.%N)
+    t0=$(now_ms)
     node=$(hostname -s)
     cpus=$(nproc)
     mem=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
@@ -196,8 +206,7 @@ cmd_start() {
         --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
         --pid-file="$dir/run/munged.daemon.pid" --log-file="$dir/log/munged.log" \
         --seed-file="$dir/munge/munged.seed"
-    local deadline
-    deadline=$(awk -v t="$t0" -v n="$timeout" 'BEGIN { print t + n }')
+    local deadline=$((t0 + timeout * 1000))
     until [ -S "$dir/munge/munge.socket" ]; do
         pid_alive "$dir/run/munged.pid" || { print_logs "$dir"; cmd_stop "$dir"; die "munged exited during start; its log is above"; }
         past "$deadline" && { print_logs "$dir"; cmd_stop "$dir"; die "munged did not create its socket within ${timeout}s"; }
@@ -224,12 +233,16 @@ cmd_start() {
         fi
         sleep 0.1
     done
-    say "cluster up in $(awk -v t="$t0" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - t }')s: node $node ($cpus CPUs, ${mem} MB), partition 'local', dir $dir"
+    local took=$(($(now_ms) - t0))
+    say "cluster up in $((took / 1000)).$(printf %03d $((took % 1000)))s: node $node ($cpus CPUs, ${mem} MB), partition 'local', dir $dir"
     echo "export SLURM_CONF=$dir/slurm.conf"
 }
 
-# past DEADLINE: true once the clock is past DEADLINE (seconds since the epoch, fractional).
-past() { awk -v d="$1" -v n="$(date +%s.%N)" 'BEGIN { exit !(n > d) }'; }
+# now_ms: milliseconds since the epoch (integers: mawk prints large numbers in %.6g).
+now_ms() { date +%s%3N; }
+
+# past DEADLINE: true once the clock is past DEADLINE (milliseconds since the epoch).
+past() { [ "$(now_ms)" -gt "$1" ]; }
 
 cmd_stop() {
     local dir=$1
@@ -250,13 +263,13 @@ cmd_stop() {
             done
         fi
     fi
-    local i d pid exe
+    local i d pid
     for ((i = ${#daemons[@]} - 1; i >= 0; i--)); do
         d=${daemons[$i]}
         local pidfile=$dir/run/$d.pid
         [ -f "$pidfile" ] || continue
         if pid_alive "$pidfile"; then
-            read -r pid exe <"$pidfile"
+            read -r pid _ <"$pidfile"
             kill -TERM "$pid" 2>/dev/null || true
             local n=0
             while pid_alive "$pidfile" && [ $n -lt 100 ]; do
