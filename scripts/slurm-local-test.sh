@@ -85,8 +85,8 @@ echo "stop took $(secs $(($(ms) - t)))"
 trap - EXIT
 # A daemon that exited but was not yet reaped by its new parent shows as a zombie (Z): gone.
 check "no daemon of the cluster left (pids $pids)" '[ -z "$(still_running $pids)" ]'
-check "no process with $dir in its command line left" \
-    '[ -z "$(ps -eo stat=,args= | awk -v d="$dir" "\$1 !~ /^Z/ && index(\$0, d) && !/awk/")" ]'
+check "no munged/slurmctld/slurmd with $dir in its command line left" \
+    '[ -z "$(ps -eo stat=,args= | awk -v d="$dir" "\$1 !~ /^Z/ && \$2 ~ /^(munged|slurmctld|slurmd)\$/ && index(\$0, d)")" ]'
 check "no slurmstepd left behind" \
     '[ "$(ps -eo stat=,comm= | awk "\$1 !~ /^Z/ && \$2 ~ /^slurmstepd/" | wc -l)" -eq "$stepd_before" ]'
 check "stop is idempotent" '"$slurm_local" stop "$dir" 2>/dev/null'
