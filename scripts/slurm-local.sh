@@ -148,6 +148,8 @@ SelectTypeParameters=CR_Core
 # Trust the node line below rather than draining the node when hardware detection differs.
 SlurmdParameters=config_overrides
 ReturnToService=2
+# Refuse at submission a job the partition can never run (say more CPUs than the node has).
+EnforcePartLimits=ALL
 InactiveLimit=0
 KillWait=5
 Waittime=0
@@ -201,7 +203,9 @@ cmd_start() {
     write_config "$dir" "$node" "$cpus" "$mem" "$user" "$ctld_port" "$slurmd_port"
     export SLURM_CONF=$dir/slurm.conf
 
-    # munged refuses to run as root without --force (it is only a warning with it).
+    # --force: munged refuses to start if the key, socket, pid or log path, or any directory
+    # above them, is writable by group or others without the sticky bit (a CI workspace often
+    # is); with --force that is only a warning in its log. Harmless for a throw-away cluster.
     launch "$dir" munged munged --foreground --force \
         --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
         --pid-file="$dir/run/munged.daemon.pid" --log-file="$dir/log/munged.log" \
@@ -309,6 +313,15 @@ field() { sed -n "s/.*\(^\| \)$2=\([^ ]*\).*/\2/p" <<<"$1"; }
 # nothing once slurmctld has forgotten the job.
 job_records() { scontrol -o show job "$1" 2>/dev/null | grep '^JobId=' || true; }
 
+# never_runs REASON: true if a job pending for REASON can never start on this static
+# one-node cluster: a failed afterok parent, or a request the partition or node cannot meet.
+never_runs() {
+    case "$1" in
+    DependencyNeverSatisfied | PartitionConfig | PartitionNodeLimit | PartitionTimeLimit | BadConstraints) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
 cmd_wait() {
     local dir=$1
     shift
@@ -326,8 +339,8 @@ cmd_wait() {
     start=$(date +%s)
     pid_alive "$dir/run/slurmctld.pid" || die "slurmctld of $dir is not running; cannot wait for jobs $*"
 
-    # Poll until no job is still pending, running or completing. A job pending with reason
-    # DependencyNeverSatisfied can never run: it counts as finished (and failed).
+    # Poll until no job is still pending, running or completing. A job pending for a reason
+    # that never clears on this cluster (never_runs) counts as finished (and failed).
     local busy line state reason
     while :; do
         busy=""
@@ -337,7 +350,7 @@ cmd_wait() {
                 state=$(field "$line" JobState)
                 reason=$(field "$line" Reason)
                 case "$state" in
-                PENDING) [ "$reason" = DependencyNeverSatisfied ] || busy="$busy $id" ;;
+                PENDING) never_runs "$reason" || busy="$busy $id" ;;
                 RUNNING | COMPLETING | CONFIGURING | SUSPENDED | REQUEUED | REQUEUE_HOLD | REQUEUE_FED | RESIZING | SIGNALING | STAGE_OUT) busy="$busy $id" ;;
                 esac
             done < <(job_records "$id")
@@ -381,14 +394,14 @@ cmd_wait() {
             if [ "$state" != COMPLETED ] || [ "${exitcode:-0:0}" != 0:0 ]; then
                 failed=$((failed + 1))
                 say "job $label did not complete: state ${state:-unknown}, exit code ${exitcode:-unknown}, reason ${reason:-none}"
-                if [ "$state" = PENDING ] && [ "$reason" = DependencyNeverSatisfied ]; then
+                if [ "$state" = PENDING ] && never_runs "$reason"; then
                     never+=("$jobid")
                 fi
             fi
         done <<<"$records"
     done
     if [ ${#never[@]} -gt 0 ]; then
-        say "cancelling jobs whose dependency can never be satisfied: ${never[*]}"
+        say "cancelling pending jobs that can never run: ${never[*]}"
         scancel "${never[@]}" 2>/dev/null || true
     fi
     if [ $failed -gt 0 ]; then
