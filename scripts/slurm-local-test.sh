@@ -27,7 +27,24 @@ check() {
 ms() { date +%s%3N; }
 secs() { printf '%d.%03ds' $(($1 / 1000)) $(($1 % 1000)); }
 
-stepd_before=$(ps -eo stat=,comm= | awk '$1 !~ /^Z/ && $2 ~ /^slurmstepd/' | wc -l)
+# live_procs: "PID COMM ARGS..." for every process that has not exited (zombies count as
+# exited), from /proc: Debian's minimal images have no ps.
+live_procs() {
+    local f pid stat comm state args
+    for f in /proc/[0-9]*/stat; do
+        pid=${f#/proc/}
+        pid=${pid%/stat}
+        read -r stat <"$f" 2>/dev/null || continue
+        comm=${stat#*(}
+        comm=${comm%)*}
+        state=${stat##*) }
+        state=${state%% *}
+        [ "$state" = Z ] || [ "$state" = X ] && continue
+        args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+        echo "$pid $comm $args"
+    done
+}
+stepd_before=$(live_procs | awk '$2 == "slurmstepd"' | wc -l)
 trap '"$slurm_local" stop "$dir" >/dev/null 2>&1 || true' EXIT
 
 t=$(ms)
@@ -86,9 +103,9 @@ trap - EXIT
 # A daemon that exited but was not yet reaped by its new parent shows as a zombie (Z): gone.
 check "no daemon of the cluster left (pids $pids)" '[ -z "$(still_running $pids)" ]'
 check "no munged/slurmctld/slurmd with $dir in its command line left" \
-    '[ -z "$(ps -eo stat=,args= | awk -v d="$dir" "\$1 !~ /^Z/ && \$2 ~ /^(munged|slurmctld|slurmd)\$/ && index(\$0, d)")" ]'
+    '[ -z "$(live_procs | awk -v d="$dir" "\$2 ~ /^(munged|slurmctld|slurmd)\$/ && index(\$0, d)")" ]'
 check "no slurmstepd left behind" \
-    '[ "$(ps -eo stat=,comm= | awk "\$1 !~ /^Z/ && \$2 ~ /^slurmstepd/" | wc -l)" -eq "$stepd_before" ]'
+    '[ "$(live_procs | awk "\$2 == \"slurmstepd\"" | wc -l)" -eq "$stepd_before" ]'
 check "stop is idempotent" '"$slurm_local" stop "$dir" 2>/dev/null'
 
 if [ $fail -ne 0 ]; then
