@@ -239,7 +239,7 @@ cmd_start() {
     done
     local took=$(($(now_ms) - t0))
     say "cluster up in $((took / 1000)).$(printf %03d $((took % 1000)))s: node $node ($cpus CPUs, ${mem} MB), partition 'local', dir $dir"
-    echo "export SLURM_CONF=$dir/slurm.conf"
+    printf 'export SLURM_CONF=%q\n' "$dir/slurm.conf"
 }
 
 # now_ms: milliseconds since the epoch (integers: mawk prints large numbers in %.6g).
@@ -283,7 +283,15 @@ cmd_stop() {
             if pid_alive "$pidfile"; then
                 say "$d (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
                 kill -KILL "$pid" 2>/dev/null || true
-                while pid_alive "$pidfile"; do sleep 0.1; done
+                n=0
+                while pid_alive "$pidfile" && [ $n -lt 100 ]; do
+                    sleep 0.1
+                    n=$((n + 1))
+                done
+                if pid_alive "$pidfile"; then
+                    say "$d (pid $pid) survived SIGKILL for 10s (stuck in the kernel?); its pid file stays in $dir/run"
+                    continue
+                fi
             fi
             say "stopped $d (pid $pid)"
         fi
@@ -351,7 +359,7 @@ cmd_wait() {
                 reason=$(field "$line" Reason)
                 case "$state" in
                 PENDING) never_runs "$reason" || busy="$busy $id" ;;
-                RUNNING | COMPLETING | CONFIGURING | SUSPENDED | REQUEUED | REQUEUE_HOLD | REQUEUE_FED | RESIZING | SIGNALING | STAGE_OUT) busy="$busy $id" ;;
+                RUNNING | COMPLETING | CONFIGURING | SUSPENDED | STOPPED | REQUEUED | REQUEUE_HOLD | REQUEUE_FED | RESIZING | SIGNALING | STAGE_OUT) busy="$busy $id" ;;
                 esac
             done < <(job_records "$id")
         done
