@@ -162,8 +162,16 @@ fn same_config_and_seed_give_identical_metrics_and_a_warm_cache_skips_base_and_i
     );
     // Warm cache: base and insert are reused and the results are the same.
     let warm = run(&args(&smoke(), &root.join("c"), &root.join("cache-a"))).unwrap();
-    assert_eq!((warm.counts[0].trained, warm.counts[0].reused), (0, 1), "base");
-    assert_eq!((warm.counts[1].trained, warm.counts[1].reused), (0, 1), "insert");
+    assert_eq!(
+        (warm.counts[0].trained, warm.counts[0].reused),
+        (0, 1),
+        "base"
+    );
+    assert_eq!(
+        (warm.counts[1].trained, warm.counts[1].reused),
+        (0, 1),
+        "insert"
+    );
     assert!(warm.summaries[0].reused.base && warm.summaries[0].reused.insert);
     assert!(!warm.summaries[0].seconds.contains_key("base"));
     assert_eq!(
