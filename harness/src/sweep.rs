@@ -43,7 +43,8 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         if values.is_empty() {
             return Err(invalid(
                 key,
-                "the axis is empty; give at least one value".into(),
+                "the axis is empty, so the grid would have zero cells; give at least one value"
+                    .into(),
             ));
         }
     }

