@@ -64,12 +64,11 @@ pub struct EntryInfo {
 }
 
 /// A cached stage, loaded.
-#[allow(clippy::large_enum_variant)] // Returned once per stage; boxing buys nothing.
 pub enum CacheHit {
     /// A trained checkpoint whose weights passed their checksum.
     Model {
         /// The trained model.
-        model: TinyGpt,
+        model: Box<TinyGpt>,
         /// What the entry records.
         info: EntryInfo,
     },
@@ -177,7 +176,10 @@ impl StageCache {
                     context: format!("loading cached {stage} checkpoint {}", dir.display()),
                     source,
                 })?;
-                Ok(Some(CacheHit::Model { model, info }))
+                Ok(Some(CacheHit::Model {
+                    model: Box::new(model),
+                    info,
+                }))
             }
         }
     }

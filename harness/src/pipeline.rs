@@ -397,7 +397,7 @@ impl<'a> Stages<'a> {
                 ctx.progress
                     .message(&format!("{stage}: reused cached checkpoint {stage}-{key}"));
                 scratch.reused = true;
-                return Ok(Some(model));
+                return Ok(Some(*model));
             }
             Some(CacheHit::Diverged { step, loss }) => {
                 ctx.progress.message(&format!(

@@ -143,12 +143,18 @@ pub(crate) fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
 /// A value in a label: an optimizer table by its name, anything else as written.
 pub(crate) fn short(value: &toml::Value) -> String {
     match value {
-        toml::Value::Table(t) => t
-            .get("name")
-            .or_else(|| t.get("plugin"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string()),
+        toml::Value::Table(t) => match (t.get("name"), t.get("plugin")) {
+            (Some(toml::Value::String(name)), _) => name.clone(),
+            // A plugin by its file's stem: `target/release/libsoap.so` -> `soap`.
+            (_, Some(toml::Value::String(path))) => {
+                let stem = std::path::Path::new(path)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.clone());
+                stem.strip_prefix("lib").unwrap_or(&stem).to_string()
+            }
+            _ => value.to_string(),
+        },
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     }

