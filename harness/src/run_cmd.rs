@@ -10,8 +10,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use crate::cache::StageCache;
 use crate::config::Experiment;
@@ -310,7 +309,6 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
     };
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
     let plan = &prepared.plan;
-    let mut counts = [StageCounts::default(); 3];
     if args.collect {
         let missing: Vec<String> = (0..plan.cells.len())
             .filter(|&i| finished_cell(&prepared, i).is_none())
@@ -323,16 +321,13 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
             });
         }
     }
-    for (level, count) in Level::ALL.iter().zip(counts.iter_mut()) {
-        let nodes = plan.nodes(*level);
-        ctx.progress.message(&format!(
-            "== {} stage(s) at level {} ({} job(s))",
-            nodes.len(),
-            level.name(),
-            jobs.min(nodes.len())
-        ));
-        *count = run_level(&prepared, *level, &nodes, jobs, &ctx)?;
-    }
+    ctx.progress.message(&format!(
+        "== {} base, {} insert and {} removal stage(s), {jobs} job(s)",
+        plan.nodes(Level::Base).len(),
+        plan.nodes(Level::Insert).len(),
+        plan.cells.len()
+    ));
+    let counts = run_dag(&prepared, jobs, &ctx)?;
     let summaries: Vec<CellSummary> = (0..plan.cells.len())
         .map(|i| read_json(&cell_dir(&prepared, i).join("summary.json")))
         .collect::<Result<_, _>>()?;
@@ -374,30 +369,84 @@ pub fn counts_line(counts: &[StageCounts; 3]) -> String {
     out
 }
 
-/// Run the nodes of one level with `jobs` workers; the first error stops new work and is
-/// returned once running nodes end.
-fn run_level(
+/// The scheduler's shared state: nodes not yet started, and the keys of finished ones.
+struct Schedule {
+    pending: Vec<(Level, usize)>,
+    done: std::collections::BTreeSet<String>,
+    running: usize,
+    counts: [StageCounts; 3],
+    error: Option<HarnessError>,
+}
+
+/// Run every node of the DAG with `jobs` workers. A node starts as soon as the node it depends
+/// on has finished (an insertion after its base, a cell after its insertion), lowest level
+/// first; the first error stops new work and is returned once running nodes end.
+fn run_dag(
     prepared: &Prepared,
-    level: Level,
-    nodes: &[usize],
     jobs: usize,
     ctx: &RunContext,
-) -> Result<StageCounts, HarnessError> {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let counts = Mutex::new(StageCounts::default());
-    let first_error: Mutex<Option<HarnessError>> = Mutex::new(None);
-    let workers = jobs.min(nodes.len()).max(1);
+) -> Result<[StageCounts; 3], HarnessError> {
+    let plan = &prepared.plan;
+    let pending: Vec<(Level, usize)> = Level::ALL
+        .iter()
+        .flat_map(|&level| plan.nodes(level).into_iter().map(move |i| (level, i)))
+        .collect();
+    let workers = jobs.min(pending.len()).max(1);
+    let state = Mutex::new(Schedule {
+        pending,
+        done: Default::default(),
+        running: 0,
+        counts: Default::default(),
+        error: None,
+    });
+    let wake = Condvar::new();
+    let dependency = |level: Level, index: usize| -> Option<String> {
+        match level {
+            Level::Base => None,
+            Level::Insert => Some(format!("base/{}", plan.key(Level::Base, index))),
+            Level::Cell => Some(format!("insert/{}", plan.key(Level::Insert, index))),
+        }
+    };
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                while !stop.load(Ordering::SeqCst) {
-                    let n = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&index) = nodes.get(n) else { break };
+                let mut guard = state.lock().expect("schedule lock");
+                loop {
+                    if guard.error.is_some() || guard.pending.is_empty() {
+                        break;
+                    }
+                    let ready = guard.pending.iter().position(|&(level, index)| {
+                        dependency(level, index).is_none_or(|key| guard.done.contains(&key))
+                    });
+                    let Some(position) = ready else {
+                        if guard.running == 0 {
+                            // Cannot happen: every dependency is a node of the plan.
+                            guard.error = Some(HarnessError::Invalid {
+                                origin: prepared.dir.display().to_string(),
+                                key: "sweep".into(),
+                                problem: "internal error: stages wait on stages not planned".into(),
+                            });
+                            break;
+                        }
+                        // Everything left waits on running nodes.
+                        guard = wake.wait(guard).expect("schedule lock");
+                        continue;
+                    };
+                    let (level, index) = guard.pending.remove(position);
+                    guard.running += 1;
+                    drop(guard);
                     let result = run_one(prepared, level, index, workers > 1, ctx);
+                    guard = state.lock().expect("schedule lock");
+                    guard.running -= 1;
+                    let slot = Level::ALL
+                        .iter()
+                        .position(|&l| l == level)
+                        .expect("a level");
                     match result {
                         Ok(outcome) => {
-                            let mut c = counts.lock().expect("counts lock");
+                            let key = format!("{}/{}", level.name(), plan.key(level, index));
+                            guard.done.insert(key);
+                            let c = &mut guard.counts[slot];
                             match outcome {
                                 NodeOutcome::Trained => c.trained += 1,
                                 NodeOutcome::Reused => c.reused += 1,
@@ -405,17 +454,19 @@ fn run_level(
                             }
                         }
                         Err(e) => {
-                            stop.store(true, Ordering::SeqCst);
-                            first_error.lock().expect("error lock").get_or_insert(e);
+                            guard.error.get_or_insert(e);
                         }
                     }
+                    wake.notify_all();
                 }
+                wake.notify_all();
             });
         }
     });
-    match first_error.into_inner().expect("error lock") {
+    let state = state.into_inner().expect("schedule lock");
+    match state.error {
         Some(e) => Err(e),
-        None => Ok(counts.into_inner().expect("counts lock")),
+        None => Ok(state.counts),
     }
 }
 
