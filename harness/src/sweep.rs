@@ -11,8 +11,23 @@ pub struct Cell {
     pub label: String,
     /// A short folder name, e.g. `03-adam-0.0001`.
     pub slug: String,
+    /// The swept keys of this cell and their values as written in labels (empty without a
+    /// `[sweep]`), e.g. `{"insert.optimizer": "adam", "seed": "2"}`.
+    pub axes: std::collections::BTreeMap<String, String>,
     /// The experiment of this cell (no `[sweep]` left).
     pub experiment: Experiment,
+}
+
+impl Cell {
+    /// A single cell, labelled `default`, for an experiment without a grid.
+    pub fn single(experiment: Experiment) -> Self {
+        Self {
+            label: "default".into(),
+            slug: "00-default".into(),
+            axes: Default::default(),
+            experiment,
+        }
+    }
 }
 
 /// The cells of `experiment`'s grid (one cell, labelled `default`, without a `[sweep]`).
@@ -28,7 +43,8 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         if values.is_empty() {
             return Err(invalid(
                 key,
-                "the axis is empty; give at least one value".into(),
+                "the axis is empty, so the grid would have zero cells; give at least one value"
+                    .into(),
             ));
         }
     }
@@ -91,19 +107,25 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         out.push(Cell {
             label,
             slug: slug.trim_end_matches('-').to_string(),
+            axes: combo
+                .iter()
+                .map(|(k, v)| ((*k).clone(), short(v)))
+                .collect(),
             experiment,
         });
     }
     Ok(out)
 }
 
-fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+/// The value at a dotted key (`remove.optimizer.lr`) of a config table, if it exists.
+pub(crate) fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
     dotted
         .split('.')
         .try_fold(value, |v, part| v.as_table()?.get(part))
 }
 
-fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
+/// Replace the value at a dotted key whose path exists (checked with [`lookup`]).
+pub(crate) fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
     let mut parts: Vec<&str> = dotted.split('.').collect();
     let last = parts.pop().expect("non-empty key");
     let mut v = value;
@@ -119,14 +141,20 @@ fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
 }
 
 /// A value in a label: an optimizer table by its name, anything else as written.
-fn short(value: &toml::Value) -> String {
+pub(crate) fn short(value: &toml::Value) -> String {
     match value {
-        toml::Value::Table(t) => t
-            .get("name")
-            .or_else(|| t.get("plugin"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string()),
+        toml::Value::Table(t) => match (t.get("name"), t.get("plugin")) {
+            (Some(toml::Value::String(name)), _) => name.clone(),
+            // A plugin by its file's stem: `target/release/libsoap.so` -> `soap`.
+            (_, Some(toml::Value::String(path))) => {
+                let stem = std::path::Path::new(path)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.clone());
+                stem.strip_prefix("lib").unwrap_or(&stem).to_string()
+            }
+            _ => value.to_string(),
+        },
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     }

