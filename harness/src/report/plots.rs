@@ -225,6 +225,7 @@ fn draw_curves<DB: DrawingBackend>(
                 "removal step"
             })
             .y_desc("backdoor rate")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style((FAMILY, 13))
             .axis_desc_style((FAMILY, 14))
             .light_line_style(WHITE.mix(0.0))
@@ -417,10 +418,36 @@ fn draw_pareto<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
-    let note = "one colour per seed: points in step order, shaded convex hull; dashed: proportional cost (area 0.5)";
+    let note =
+        "points in step order, shaded: convex hull; dashed: proportional cost (area 0.5); colours:";
     legend
         .draw(&Text::new(note, (20, 10), (FAMILY, 14).into_font()))
         .map_err(err)?;
+    // Colours go by a seed's place in its setting; name them by the largest setting's seeds.
+    let seeds = a
+        .groups
+        .iter()
+        .max_by_key(|g| g.pareto.len())
+        .map(|g| g.pareto.iter().map(|t| t.seed).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut x = 30 + text_width(note, 14) as i32;
+    for (i, seed) in seeds.iter().enumerate() {
+        let label = match seed {
+            Some(s) => format!("seed {s}"),
+            None => format!("cell {}", i + 1),
+        };
+        legend
+            .draw(&Circle::new((x, 18), 5, color(i).filled()))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(
+                label.clone(),
+                (x + 10, 10),
+                (FAMILY, 14).into_font(),
+            ))
+            .map_err(err)?;
+        x += 30 + text_width(&label, 14) as i32;
+    }
     Ok(())
 }
 

@@ -167,7 +167,8 @@ fn seeds_cell(g: &Group) -> String {
 
 fn steps_cell(g: &Group) -> String {
     match &g.steps.reached {
-        None => "never below 0.5".into(),
+        None if g.steps.n_never > 0 => "never below 0.5".into(),
+        None => "-".into(),
         Some(e) if e.n == 1 => format!("{:.0} (1 seed)", e.value),
         Some(e) => match e.interval {
             Some([lo, hi]) => format!("{:.1} [{lo:.1}, {hi:.1}]", e.value),
@@ -287,6 +288,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 format!("{} of {}", g.steps.n_reached, g.cells.len()),
                 g.steps.n_never.to_string(),
                 g.steps.n_diverged.to_string(),
+                g.steps.n_not_inserted.to_string(),
             ]
         })
         .collect();
@@ -298,6 +300,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
             "seeds removed",
             "never (censored)",
             "diverged first",
+            "below 0.5 at step 0",
         ]
         .map(String::from)
         .to_vec(),
@@ -308,7 +311,9 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
          (resolution: the removal's eval_every). The mean and its 95% bootstrap interval are over \
          the seeds that got there only; seeds that finished removal without getting there are \
          censored and counted under \"never\", not given a number (when some are, the mean \
-         describes the faster seeds); seeds that diverged before getting there are counted apart."
+         describes the faster seeds); seeds that diverged before getting there are counted apart, and \
+         so are seeds already below {REMOVED_BELOW} at removal step 0 (the insertion did not take: \
+         nothing to remove)."
     )));
 
     out.push(Block::Heading(2, "Plots".into()));
@@ -370,6 +375,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                     .map(|x| format!("{x:.2}"))
                     .unwrap_or_else(|| "n/a".into()),
                 match steps_to_removal(&c.metrics) {
+                    Some(0) => "below 0.5 at step 0".into(),
                     Some(s) => s.to_string(),
                     None if c.outcome.removal_finished() => "never".into(),
                     None => "-".into(),
