@@ -37,9 +37,11 @@ const METRIC_COLUMNS: [&str; 18] = [
     "n_clean",
 ];
 
+/// A number for the CSV: shortest round-trip form, always with a decimal point (so pandas reads
+/// a column of 0s and 1s as float, like the rest), empty when not finite.
 fn num(x: f64) -> String {
     if x.is_finite() {
-        x.to_string()
+        format!("{x:?}")
     } else {
         String::new()
     }
