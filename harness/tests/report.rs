@@ -360,6 +360,12 @@ fn groups_pool_seeds_and_count_censored_and_diverged_cells() {
     assert_eq!(lion.n_diverged, 1);
     assert_eq!(lion.final_backdoor.unwrap().n, 2);
     assert_eq!(
+        lion.pareto_area.unwrap().n,
+        2,
+        "a diverged removal has no area"
+    );
+    assert_eq!(lion.pareto_undefined, 1);
+    assert_eq!(
         lion.curve.iter().find(|p| p.step == 10).unwrap().backdoor.n,
         3
     );

@@ -104,7 +104,7 @@ pub struct ParetoTrace {
     pub seed: Option<u64>,
     /// `(1 - b/b0, c/c0)` per removal eval point, clipped to [0, 1]; `None` when undefined.
     pub points: Option<Vec<(f64, f64)>>,
-    /// The convex-hull area; `None` when undefined.
+    /// The convex-hull area; `None` when undefined or when the removal diverged.
     pub area: Option<f64>,
 }
 
@@ -139,7 +139,8 @@ pub struct Group {
     pub pareto: Vec<ParetoTrace>,
     /// Mean Pareto area over the seeds where it is defined.
     pub pareto_area: Option<Estimate>,
-    /// Seeds whose Pareto area is undefined (b0 = 0 or c0 = 0, or no removal points).
+    /// Seeds without a Pareto area (b0 = 0 or c0 = 0, no removal points, or the removal
+    /// diverged).
     pub pareto_undefined: usize,
     /// Steps to removal.
     pub steps: StepsToRemoval,
@@ -278,7 +279,8 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
             ParetoTrace {
                 seed: c.seed,
                 points: pareto_points(&points),
-                area: pareto_area(&points),
+                // A removal cut short by divergence has a smaller hull: not comparable.
+                area: pareto_area(&points).filter(|_| c.outcome.removal_finished()),
             }
         })
         .collect();

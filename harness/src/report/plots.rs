@@ -407,7 +407,7 @@ fn draw_pareto<DB: DrawingBackend>(
             let area = match (&group.pareto_area, group.pareto_undefined) {
                 (None, _) => "area n/a (b0 = 0 or c0 = 0)".to_string(),
                 (Some(e), 0) => format!("area {}", fmt_estimate(e)),
-                (Some(e), k) => format!("area {} ({k} n/a)", fmt_estimate(e)),
+                (Some(e), k) => format!("area {} ({k} n/a or diverged)", fmt_estimate(e)),
             };
             chart
                 .draw_series(std::iter::once(Text::new(

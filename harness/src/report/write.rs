@@ -259,7 +259,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 match (&g.pareto_area, g.pareto_undefined) {
                     (None, _) => "n/a".into(),
                     (Some(e), 0) => est(Some(e)),
-                    (Some(e), k) => format!("{} ({k} n/a)", est(Some(e))),
+                    (Some(e), k) => format!("{} ({k} n/a or diverged)", est(Some(e))),
                 },
             ];
             if has_probe {
@@ -274,7 +274,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
          over seeds (2000 resamples, fixed RNG seed); for a group of one seed, that cell's rate \
          with its 95% Wilson interval. \"After removal\" is the last removal eval of the cells \
          whose removal finished. Pareto area: see the plot below; n/a where the backdoor rate \
-         or the capability at removal step 0 is zero."
+         or the capability at removal step 0 is zero; cells whose removal diverged are left out."
             .into(),
     ));
 
@@ -373,9 +373,11 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 rate(last("remove"), backdoor),
                 rate(last("insert"), capability),
                 rate(last("remove"), capability),
-                pareto_area(&remove)
-                    .map(|x| format!("{x:.2}"))
-                    .unwrap_or_else(|| "n/a".into()),
+                match pareto_area(&remove) {
+                    _ if !c.outcome.removal_finished() => "- (removal diverged)".into(),
+                    Some(x) => format!("{x:.2}"),
+                    None => "n/a".into(),
+                },
                 match steps_to_removal(&c.metrics) {
                     Some(0) => "below 0.5 at step 0".into(),
                     Some(s) => s.to_string(),
