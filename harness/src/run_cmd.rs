@@ -37,8 +37,9 @@ pub struct RunArgs {
     /// No progress output; only errors and the final table.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Stages trained at once (threads). Default: half the CPU cores, at least 1 (each job's
-    /// tensor ops use the cores too; see BENCHMARKS.md for the measurement behind this).
+    /// Stages trained at once (threads). Default: half the CPU cores, at least 1: each job's
+    /// tensor ops already spread over the cores, so more jobs than that mostly contend
+    /// (measure your machine with scripts/measure-jobs.sh).
     #[arg(long, short)]
     pub jobs: Option<usize>,
     /// Print the cells and the unique stages they need (and which are done), then stop.
