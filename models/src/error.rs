@@ -188,6 +188,15 @@ pub enum ModelError {
         vocab_size: usize,
     },
 
+    /// LoRA settings or targets that cannot adapt a model.
+    #[error("invalid LoRA config: `{field}` {reason}")]
+    InvalidLora {
+        /// The offending field of [`LoraConfig`](crate::LoraConfig).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The backend failed to execute or to read a tensor back to the host.
     #[error("backend error: {0}")]
     Backend(String),

