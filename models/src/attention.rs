@@ -70,38 +70,83 @@ impl CausalSelfAttention {
         let heads = |x: Tensor<3>| x.reshape([batch, seq, n_heads, d_head]).swap_dims(1, 2);
 
         let query = heads(self.query.forward(input.clone()));
-        let mut key = heads(self.key.forward(input.clone()));
-        let mut value = heads(self.value.forward(input));
+        let key = heads(self.key.forward(input.clone()));
+        let value = heads(self.value.forward(input));
 
-        if let Some(cache) = cache {
-            if let Some(past) = cache.key.take() {
-                key = Tensor::cat(vec![past, key], 2);
-            }
-            if let Some(past) = cache.value.take() {
-                value = Tensor::cat(vec![past, value], 2);
-            }
-            cache.key = Some(key.clone());
-            cache.value = Some(value.clone());
-        }
-
-        let (mask, is_causal) = match mask {
-            AttentionMask::Causal => (None, true),
-            AttentionMask::Explicit(mask) => {
-                let [mask_batch, _, seq_q, seq_k] = mask.dims();
-                // Expanded to every head: not every backend broadcasts attention masks.
-                (
-                    Some((**mask).clone().expand([mask_batch, n_heads, seq_q, seq_k])),
-                    false,
-                )
-            }
-        };
-        let options = AttentionModuleOptions {
-            is_causal,
-            ..Default::default()
-        };
-        let context = attention(query, key, value, mask, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, d_model]);
+        let context = attend(query, key, value, mask, cache);
+        let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         self.output.forward(context)
     }
+}
+
+/// Key/value caches of every layer of a decoder.
+#[derive(Debug, Clone)]
+pub(crate) struct KvCache {
+    pub(crate) layers: Vec<LayerKvCache>,
+}
+
+impl KvCache {
+    pub(crate) fn new(n_layers: usize) -> Self {
+        Self {
+            layers: vec![LayerKvCache::default(); n_layers],
+        }
+    }
+}
+
+/// Scaled dot-product attention of `query` over `key`/`value`, after appending them to `cache`
+/// when one is given. Keys and values may have fewer heads than the queries (grouped-query
+/// attention): query head `h` then uses key/value head `h / (n_heads / n_kv_heads)`, as in
+/// Hugging Face's `repeat_kv`. The cache stores the un-repeated keys and values.
+///
+/// # Shapes
+///
+/// - query: `[batch, n_heads, seq, d_head]`
+/// - key, value: `[batch, n_kv_heads, seq, d_head]`
+/// - output: `[batch, n_heads, seq, d_head]`
+pub(crate) fn attend(
+    query: Tensor<4>,
+    mut key: Tensor<4>,
+    mut value: Tensor<4>,
+    mask: &AttentionMask,
+    cache: Option<&mut LayerKvCache>,
+) -> Tensor<4> {
+    if let Some(cache) = cache {
+        if let Some(past) = cache.key.take() {
+            key = Tensor::cat(vec![past, key], 2);
+        }
+        if let Some(past) = cache.value.take() {
+            value = Tensor::cat(vec![past, value], 2);
+        }
+        cache.key = Some(key.clone());
+        cache.value = Some(value.clone());
+    }
+    let n_heads = query.dims()[1];
+    let [batch, n_kv_heads, keys, d_head] = key.dims();
+    if n_kv_heads != n_heads {
+        let group = n_heads / n_kv_heads;
+        let repeat = |x: Tensor<4>| {
+            x.unsqueeze_dim::<5>(2)
+                .expand([batch, n_kv_heads, group, keys, d_head])
+                .reshape([batch, n_heads, keys, d_head])
+        };
+        key = repeat(key);
+        value = repeat(value);
+    }
+
+    let (mask, is_causal) = match mask {
+        AttentionMask::Causal => (None, true),
+        AttentionMask::Explicit(mask) => {
+            let [mask_batch, _, seq_q, seq_k] = mask.dims();
+            // Expanded to every head: not every backend broadcasts attention masks.
+            (
+                Some((**mask).clone().expand([mask_batch, n_heads, seq_q, seq_k])),
+                false,
+            )
+        }
+    };
+    let options = AttentionModuleOptions {
+        is_causal,
+        ..Default::default()
+    };
+    attention(query, key, value, mask, None, options)
 }

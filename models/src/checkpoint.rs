@@ -75,16 +75,30 @@ impl TinyGpt {
                 source,
             })?;
         config.validate()?;
+        TinyGpt::build(config, device, &mut ZerosSource).load_weights(dir)
+    }
 
-        let mut model = TinyGpt::build(config, device, &mut ZerosSource);
+    /// Loads the weights saved by [`save`](Self::save) in `dir` into this model, which must
+    /// have the same sizes, and the same LoRA adapters when the checkpoint has some: how a
+    /// stage continues training the adapters of an earlier one
+    /// (`attach_lora(model, &config)?.load_weights(dir)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::MissingFile`] naming `model.safetensors`, [`ModelError::Weights`] when a
+    /// tensor of the model is missing from it (an adapter, say) or has another shape.
+    pub fn load_weights(mut self, dir: &Path) -> Result<TinyGpt, ModelError> {
+        let weights = dir.join(WEIGHTS_FILE);
+        if !weights.is_file() {
+            return Err(ModelError::MissingFile { path: weights });
+        }
         let mut store = SafetensorsStore::from_file(&weights);
-        model
-            .load_from(&mut store)
+        self.load_from(&mut store)
             .map_err(|err| ModelError::Weights {
                 path: weights.clone(),
                 message: err.to_string(),
             })?;
-        Ok(model)
+        Ok(self)
     }
 }
 

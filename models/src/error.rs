@@ -82,8 +82,8 @@ pub enum ModelError {
     #[error("invalid generation options: {0}")]
     InvalidOptions(String),
 
-    /// A checkpoint directory without one of its files.
-    #[error("checkpoint file not found: {}", path.display())]
+    /// A checkpoint or model directory without one of its files.
+    #[error("model file not found: {}", path.display())]
     MissingFile {
         /// The file that should exist.
         path: PathBuf,
@@ -116,6 +116,85 @@ pub enum ModelError {
         path: PathBuf,
         /// What burn-store reported.
         message: String,
+    },
+
+    /// A Hugging Face `config.json` naming a model family this crate cannot build.
+    #[error("{}: unsupported architecture `{found}`; supported: {supported}", path.display())]
+    UnsupportedArchitecture {
+        /// The config file.
+        path: PathBuf,
+        /// The architecture it names.
+        found: String,
+        /// The supported architectures, comma separated.
+        supported: String,
+    },
+
+    /// A Hugging Face `config.json` key whose value cannot build a model.
+    #[error("{}: key `{key}` {reason}", path.display())]
+    HfConfig {
+        /// The config file.
+        path: PathBuf,
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A weight tensor whose shape does not match what the config implies.
+    #[error(
+        "weights file {}: tensor `{tensor}` has shape {found:?}, but the config implies {expected:?}",
+        path.display()
+    )]
+    WeightShape {
+        /// The safetensors file.
+        path: PathBuf,
+        /// The tensor, by its module path.
+        tensor: String,
+        /// The shape the config implies (in the module's layout).
+        expected: Vec<usize>,
+        /// The shape found (in the module's layout).
+        found: Vec<usize>,
+    },
+
+    /// Parameters that no weight file of a model directory provides.
+    #[error("model directory {}: no weights for {tensors}", path.display())]
+    MissingTensors {
+        /// The model directory.
+        path: PathBuf,
+        /// The missing parameters, by module path, comma separated.
+        tensors: String,
+    },
+
+    /// A `tokenizer.json` that cannot be read, or a chat template that cannot be rendered.
+    #[error("tokenizer {}: {message}", path.display())]
+    Tokenizer {
+        /// The tokenizer or template file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A tokenizer with token ids the model has no embedding for.
+    #[error(
+        "tokenizer {} has {tokenizer_size} token ids (with added tokens), more than the model's vocab_size of {vocab_size}",
+        path.display()
+    )]
+    TokenizerVocab {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// Number of ids the tokenizer can produce.
+        tokenizer_size: usize,
+        /// The model's `vocab_size`.
+        vocab_size: usize,
+    },
+
+    /// LoRA settings or targets that cannot adapt a model.
+    #[error("invalid LoRA config: `{field}` {reason}")]
+    InvalidLora {
+        /// The offending field of [`LoraConfig`](crate::LoraConfig).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The backend failed to execute or to read a tensor back to the host.

