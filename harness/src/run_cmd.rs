@@ -37,9 +37,9 @@ pub struct RunArgs {
     /// No progress output; only errors and the final table.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Stages trained at once (threads). Default: half the CPU cores, at least 1: each job's
-    /// tensor ops already spread over the cores, so more jobs than that mostly contend
-    /// (measure your machine with scripts/measure-jobs.sh).
+    /// Stages trained at once (threads). Default: one per CPU core (on a 2-core machine two
+    /// jobs ran a small sweep 1.3x faster than one; README, "Parallel jobs"; measure yours
+    /// with scripts/measure-jobs.sh).
     #[arg(long, short)]
     pub jobs: Option<usize>,
     /// Print the cells and the unique stages they need (and which are done), then stop.
@@ -259,10 +259,10 @@ fn finished_cell(prepared: &Prepared, index: usize) -> Option<CellSummary> {
     (summary.key == prepared.plan.keys[index].remove).then_some(summary)
 }
 
-/// The number of jobs when `--jobs` is not given: half the cores, at least one.
+/// The number of jobs when `--jobs` is not given: one per core (at least one).
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism()
-        .map(|n| (n.get() / 2).max(1))
+        .map(|n| n.get())
         .unwrap_or(1)
 }
 
