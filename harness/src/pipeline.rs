@@ -270,12 +270,7 @@ struct Stages<'a> {
 impl<'a> Stages<'a> {
     fn new(experiment: &'a Experiment, ctx: &'a RunContext) -> Result<Self, HarnessError> {
         let inputs = stage_inputs(experiment)?;
-        let keys = StageKeys {
-            base: crate::cache::stage_key(&inputs.base),
-            insert: crate::cache::stage_key(&inputs.insert),
-            remove: crate::cache::stage_key(&inputs.remove),
-            eval: crate::cache::stage_key(&inputs.eval),
-        };
+        let keys = StageKeys::of(&inputs);
         let generator =
             TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
                 HarnessError::Dataset {

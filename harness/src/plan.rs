@@ -85,13 +85,19 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
 
 /// The keys of every stage of `experiment`.
 pub fn stage_keys(experiment: &Experiment) -> Result<StageKeys, HarnessError> {
-    let inputs = stage_inputs(experiment)?;
-    Ok(StageKeys {
-        base: stage_key(&inputs.base),
-        insert: stage_key(&inputs.insert),
-        remove: stage_key(&inputs.remove),
-        eval: stage_key(&inputs.eval),
-    })
+    Ok(StageKeys::of(&stage_inputs(experiment)?))
+}
+
+impl StageKeys {
+    /// The keys of already computed stage inputs.
+    pub fn of(inputs: &StageInputs) -> Self {
+        Self {
+            base: stage_key(&inputs.base),
+            insert: stage_key(&inputs.insert),
+            remove: stage_key(&inputs.remove),
+            eval: stage_key(&inputs.eval),
+        }
+    }
 }
 
 /// A level of the DAG; every node of a level depends only on nodes of earlier levels.

