@@ -75,6 +75,14 @@ enum Command {
         #[arg(long, default_value_t = TRIAD_DEFAULT_LEN)]
         len: usize,
     },
+    /// Allocation cost on flex: `Tensor::zeros` against `vec![0f32; n]` (the repro in
+    /// BENCHMARKS.md: flex allocates every new tensor as bytes, then copies them into an
+    /// aligned buffer).
+    Zeros {
+        /// Elements.
+        #[arg(long, default_value_t = 16 << 20)]
+        len: usize,
+    },
     /// f32 matmul throughput of the device: an `[n, n] x [n, n]` product.
     Matmul {
         /// Matrix side.
@@ -210,6 +218,18 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 "seconds": seconds, "median_s": median(&seconds),
                 "bytes_per_s": triad.bytes() as f64 / best,
                 "bytes_per_s_median": triad.bytes() as f64 / median(&seconds),
+            })
+        }
+        Command::Zeros { len } => {
+            let tensor = time(cli.warmup, cli.runs, || {
+                std::hint::black_box(burn::tensor::Tensor::<1>::zeros([*len], device));
+            });
+            let vec = time(cli.warmup, cli.runs, || {
+                std::hint::black_box(vec![0.0f32; *len]);
+            });
+            json!({
+                "bench": "zeros", "elements": len, "seconds": tensor, "median_s": median(&tensor),
+                "vec_seconds": vec, "vec_median_s": median(&vec),
             })
         }
         Command::Matmul { n } => {
