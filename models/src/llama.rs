@@ -12,8 +12,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::attention::{AttentionMask, KvCache, LayerKvCache, attend};
+use crate::checkpoint::save_checkpoint;
 use crate::generate::{Decoder, run_generation};
-use crate::hf::{HF_CONFIG_FILE, HfArchitecture, Import, load_weights, positive, read_config};
+use crate::hf::{
+    HF_CONFIG_FILE, HfArchitecture, Import, Layout, load_weights, positive, read_config, read_text,
+};
 use crate::{GenerateOptions, LmBatch, ModelError};
 
 /// The sizes of a [`Llama`], read from a Hugging Face `config.json`.
@@ -307,6 +310,10 @@ pub struct Llama {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     config: LlamaConfig,
+    /// The text of the `config.json` the model was built from, written back by
+    /// [`save`](Self::save) so that a checkpoint rebuilds the same architecture.
+    #[module(skip)]
+    hf_config: String,
 }
 
 impl Llama {
@@ -323,17 +330,55 @@ impl Llama {
     /// - [`ModelError::MissingTensors`] naming parameters no file provides;
     /// - [`ModelError::Weights`] when a file cannot be read.
     pub fn load_hf(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::HuggingFace)
+    }
+
+    /// Saves the model into `dir` (created if missing): its weights as `model.safetensors` in
+    /// burn's layout (tensor names are the parameter paths, linear weights `[d_in, d_out]`)
+    /// and the `config.json` it was loaded from, each written atomically. Reload with
+    /// [`load`](Self::load), not [`load_hf`](Self::load_hf): the weights are not in PyTorch's
+    /// layout. LoRA adapters, if any, are saved as extra tensors; merge them first
+    /// ([`merge_lora`](crate::merge_lora)) for a checkpoint that [`load`](Self::load) reads.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Io`] or [`ModelError::Weights`] naming the file that could not be written.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        save_checkpoint(self, dir, HfArchitecture::Llama.name(), &self.hf_config)
+    }
+
+    /// Loads a checkpoint written by [`save`](Self::save) from `dir` onto `device`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_hf`](Self::load_hf).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::Burn)
+    }
+
+    /// The model of `dir`'s `config.json` with zero weights (no weights file is read).
+    pub(crate) fn skeleton(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = LlamaConfig::from_hf_dir(dir)?;
-        let mut model = Self::zeros(config, device);
+        Ok(Self::zeros(
+            config,
+            read_text(&dir.join(HF_CONFIG_FILE))?,
+            device,
+        ))
+    }
+
+    fn load_dir(dir: &Path, device: &Device, layout: Layout) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_hf_dir(dir)?;
+        let hf_config = read_text(&dir.join(HF_CONFIG_FILE))?;
+        let mut model = Self::zeros(config, hf_config, device);
         let import = Import {
             renames: vec![],
-            pytorch_layout: true,
+            pytorch_layout: layout == Layout::HuggingFace,
         };
         load_weights(&mut model, dir, &import)?;
         Ok(model)
     }
 
-    fn zeros(config: LlamaConfig, device: &Device) -> Self {
+    fn zeros(config: LlamaConfig, hf_config: String, device: &Device) -> Self {
         let linear = |d_in: usize, d_out: usize, bias: bool| {
             LinearConfig::new(d_in, d_out)
                 .with_bias(bias)
@@ -378,6 +423,7 @@ impl Llama {
             },
             lm_head: (!config.tie_word_embeddings).then(|| linear(h, config.vocab_size, false)),
             config,
+            hf_config,
         }
     }
 
