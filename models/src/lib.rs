@@ -120,8 +120,8 @@ pub use hf::{
 pub use language_model::LanguageModel;
 pub use llama::{Llama, LlamaAttention, LlamaConfig, LlamaLayer, LlamaMlp, LlamaModel};
 pub use lora::{
-    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, has_lora, lora_target_paths, merge_lora,
-    prepare_substrate,
+    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, attach_lora_seeded, has_lora,
+    lora_target_paths, merge_lora, prepare_substrate,
 };
 pub use tiny_gpt::{Block, Mlp, TinyGpt};
 pub use tokenizer::{
