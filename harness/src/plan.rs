@@ -59,7 +59,7 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
     let device = experiment.device.trim().to_lowercase();
     // A preset by its full config; an imported model by the hashes of its files (see
     // `ModelSource::identity`), never by its path.
-    let model = ModelSource::of(experiment, &experiment.name)?.identity()?;
+    let model = ModelSource::identity_of(experiment)?;
     let base = json!({
         "stage": "base", "seed": experiment.seed, "device": device,
         "model": model, "tasks": experiment.tasks,
