@@ -177,7 +177,7 @@ impl ModelSource {
                 "model.hf",
                 format!(
                     "{} is not a directory; download the model there first (see the README, \
-                     \"Real models\")",
+                     \"Real models in the pipeline\")",
                     dir.display()
                 ),
             ));

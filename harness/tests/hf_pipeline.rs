@@ -375,3 +375,65 @@ fn muon_groups_imported_and_wrapped_models_by_the_documented_contract() {
     let bare = muon_hidden_params(&tiny).len();
     assert_eq!(muon_hidden_params(&ZooModel::TinyGpt(tiny)).len(), bare);
 }
+
+#[test]
+fn a_nonzero_base_stage_fine_tunes_the_imported_model_first() {
+    let root = scratch("base-steps");
+    let text = experiment(&fixture("llama"), TARGETS).replace(
+        "[base]\nsteps = 0\noptimizer = { name = \"adamw\" }",
+        "[base]\nsteps = 1\nbatch_size = 2\noptimizer = { name = \"adamw\", lr = 1e-2 }",
+    );
+    assert!(text.contains("steps = 1\nbatch_size = 2"));
+    let file = write(&root, "hf.toml", &text);
+    let outcome = run(&args(&file, &root.join("runs"), &root.join("cache"))).unwrap();
+    assert!(outcome.all_completed());
+    let metrics: Vec<MetricsLine> =
+        read_jsonl(&root.join("runs/hf/cells/00-default/metrics.jsonl")).unwrap();
+    assert_eq!(
+        (metrics[0].record.stage.as_str(), metrics[0].record.step),
+        ("base", 1)
+    );
+    // A trained base is a checkpoint in the cache, not a pointer to the imported weights.
+    let base_entry = std::fs::read_dir(root.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("base-")
+        })
+        .unwrap();
+    assert!(base_entry.join("model.safetensors").is_file());
+    assert!(read(&base_entry.join("architecture.json")).contains("LlamaForCausalLM"));
+}
+
+#[test]
+fn a_tokenizer_without_an_eos_token_is_named() {
+    let (dir, err) = broken_fixture_err("no-eos", |dir| {
+        let config = dir.join("tokenizer_config.json");
+        let text = read(&config).replace("\"eos_token\": \"<|im_end|>\",", "");
+        std::fs::write(&config, text).unwrap();
+    });
+    assert!(err.contains("model.hf"), "{err}");
+    assert!(err.contains("eos_token"), "{err}");
+    assert!(
+        err.contains(&dir.join("tokenizer_config.json").display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_vocabulary_is_named() {
+    let (dir, err) = broken_fixture_err("small-vocab", |dir| {
+        let config = dir.join("config.json");
+        let text = read(&config).replace("\"vocab_size\": 320", "\"vocab_size\": 100");
+        std::fs::write(&config, text).unwrap();
+    });
+    assert!(err.contains("model.hf"), "{err}");
+    assert!(
+        err.contains(&dir.join("tokenizer.json").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("100"), "{err}");
+}
