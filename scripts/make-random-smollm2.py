@@ -1,8 +1,8 @@
 """A randomly initialised model with SmolLM2-135M's shape, for timing the pipeline without the
 real weights (no download): 134.5M parameters, bf16, LlamaForCausalLM, tied embeddings. It
-borrows the tiny fixture tokenizer (a 320-token byte-level BPE with a ChatML template), so its
-sequences are about three times longer in tokens than SmolLM2's own tokenizer makes them:
-timings taken with it overstate the real model's.
+borrows the tiny fixture tokenizer (a 320-token byte-level BPE with a ChatML template), and
+that spends about one token per character on the task prompts, where SmolLM2's own 49k-token
+vocabulary needs fewer: timings taken with it overstate the real model's.
 
     python scripts/make-random-smollm2.py /tmp/smol-random   # torch + transformers from PyPI
 """
