@@ -437,3 +437,17 @@ fn a_tokenizer_larger_than_the_vocabulary_is_named() {
     );
     assert!(err.contains("100"), "{err}");
 }
+
+#[test]
+fn muon_inserts_into_an_imported_model() {
+    let root = scratch("muon");
+    let text = experiment(&fixture("llama"), TARGETS).replace(
+        "optimizer = { name = \"adam\", lr = 1e-2 }",
+        "optimizer = { name = \"muon\", lr = 1e-2 }",
+    );
+    assert!(text.contains("\"muon\""));
+    let file = write(&root, "hf.toml", &text);
+    let outcome = run(&args(&file, &root.join("runs"), &root.join("cache"))).unwrap();
+    assert!(outcome.all_completed());
+    assert_eq!(outcome.summaries[0].insert_optimizer, "muon");
+}

@@ -86,6 +86,8 @@
 //! `embed` (`model.embed_tokens`; GPT-2's `wte`/`wpe` are renamed `transformer.embed_tokens` /
 //! `transformer.embed_positions` on load) and whose head is `lm_head`. Linear weights are stored
 //! `[d_in, d_out]` (burn's layout, the transpose of PyTorch's).
+//! [`ZooModel`] prefixes every path with its variant (`TinyGpt.`, `Llama.`, `Gpt2.`), names
+//! that contain neither `embed` nor `head`, so the grouping is the same through it.
 //!
 //! # Feature flags
 //!
