@@ -71,8 +71,8 @@ pub struct ModelSection {
     /// `micro`, `tiny` or `small` (empty when `hf` is given).
     pub preset: String,
     /// A Hugging Face model directory (`config.json`, `model.safetensors` or sharded weights
-    /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM` and
-    /// `GPT2LMHeadModel`). Relative paths are relative to the experiment file. Its tokenizer
+    /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM`,
+    /// `Qwen2ForCausalLM` and `GPT2LMHeadModel`). Relative paths are relative to the experiment file. Its tokenizer
     /// and chat template replace the byte tokenizer, and `base.steps = 0` uses its weights as
     /// the base model.
     pub hf: Option<PathBuf>,

@@ -451,3 +451,16 @@ fn muon_inserts_into_an_imported_model() {
     assert!(outcome.all_completed());
     assert_eq!(outcome.summaries[0].insert_optimizer, "muon");
 }
+
+#[test]
+fn an_empty_preset_without_hf_is_refused() {
+    let text = experiment(&fixture("llama"), TARGETS).replace(
+        &format!("hf = \"{}\"", fixture("llama").display()),
+        "preset = \"\"",
+    );
+    let err = load_err("empty-preset", &text);
+    assert!(
+        err.contains("model.preset") && err.contains("model.hf"),
+        "{err}"
+    );
+}
