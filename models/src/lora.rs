@@ -10,6 +10,7 @@
 //! - full weights: every parameter trains ([`merge_lora`] first if the model had adapters).
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use burn::module::{Lora, Module, ParamGroup};
 use burn::store::ModuleSnapshot;
@@ -31,7 +32,8 @@ pub enum Substrate {
 
 /// Prepares `model` for training on `substrate`: for [`Substrate::Full`], merges any
 /// adapters and trains everything; for [`Substrate::Lora`], continues the model's adapters
-/// when it has some, else attaches new ones from `lora`.
+/// when it has some, else attaches new ones from `lora`, their `a` factors drawn from the
+/// model's device generator seeded with `seed` (see [`attach_lora_seeded`]).
 ///
 /// # Errors
 ///
@@ -40,6 +42,7 @@ pub fn prepare_substrate<M: Module + ModuleSnapshot>(
     model: M,
     substrate: Substrate,
     lora: Option<&LoraConfig>,
+    seed: u64,
 ) -> Result<M, ModelError> {
     match substrate {
         Substrate::Full if has_lora(&model) => Ok(merge_lora(model)),
@@ -52,9 +55,30 @@ pub fn prepare_substrate<M: Module + ModuleSnapshot>(
                     reason: "the lora substrate needs rank, alpha and targets".into(),
                 });
             };
-            attach_lora(model, lora)
+            attach_lora_seeded(model, lora, seed)
         }
     }
+}
+
+/// [`attach_lora`] with reproducible adapters: seeds the device of `model`'s parameters with
+/// `seed` and attaches, both under one process-wide lock, so that threads attaching adapters
+/// at the same time (parallel sweep jobs) cannot interleave their draws from the device's
+/// generator. The same model, config and seed give the same adapters.
+///
+/// # Errors
+///
+/// As [`attach_lora`].
+pub fn attach_lora_seeded<M: Module + ModuleSnapshot>(
+    model: M,
+    config: &LoraConfig,
+    seed: u64,
+) -> Result<M, ModelError> {
+    static DEVICE_RNG: Mutex<()> = Mutex::new(());
+    let _guard = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for device in model.devices() {
+        device.seed(seed);
+    }
+    attach_lora(model, config)
 }
 
 /// The accepted values of [`Substrate`] in configs.

@@ -190,6 +190,17 @@ impl HfTokenizer {
             .map_err(|err| self.error(err.to_string()))
     }
 
+    /// The text of `ids` with special tokens left out: what a completion says.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Tokenizer`] when decoding fails.
+    pub fn decode_text(&self, ids: &[u32]) -> Result<String, ModelError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|err| self.error(err.to_string()))
+    }
+
     /// Renders `messages` with the chat template; with `add_generation_prompt`, the text ends
     /// where the assistant's answer starts.
     ///

@@ -102,6 +102,29 @@ fn sharded_tied_llama_with_llama3_rope_matches_transformers() {
 }
 
 #[test]
+fn qwen2_matches_transformers() {
+    let dir = fixtures().join("qwen2");
+    assert_eq!(HfArchitecture::detect(&dir).unwrap(), HfArchitecture::Qwen2);
+    let model = Llama::load_hf(&dir, &Device::flex()).unwrap();
+    let attention = &model.model.layers[0].self_attn;
+    // Biases on the query, key and value projections only, as in transformers' Qwen2.
+    assert!(attention.q_proj.bias.is_some() && attention.k_proj.bias.is_some());
+    assert!(attention.v_proj.bias.is_some() && attention.o_proj.bias.is_none());
+    assert!(model.lm_head.is_none(), "tied embeddings need no head");
+    check_against_transformers(&model, "qwen2");
+}
+
+#[test]
+fn qwen2_with_a_sliding_window_is_refused_by_key() {
+    let dir = copy_fixture("qwen2");
+    edit_config(dir.path(), |config| {
+        config["use_sliding_window"] = Value::Bool(true);
+    });
+    let err = Llama::load_hf(dir.path(), &Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("use_sliding_window"), "{err}");
+}
+
+#[test]
 fn gpt2_matches_transformers() {
     let model = Gpt2::load_hf(&fixtures().join("gpt2"), &Device::flex()).unwrap();
     check_against_transformers(&model, "gpt2");

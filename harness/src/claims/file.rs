@@ -112,11 +112,7 @@ impl ClaimFile {
         if experiment.name.is_empty() {
             experiment.name = name.clone();
         }
-        if let Some(jsonl) = &experiment.data.base_jsonl
-            && jsonl.is_relative()
-        {
-            experiment.data.base_jsonl = Some(path.parent().unwrap_or(Path::new(".")).join(jsonl));
-        }
+        experiment.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         let origin = format!("{} [experiment]", path.display());
         experiment.validate(&origin)?;
         let table = toml::Value::try_from(&experiment).map_err(|e| HarnessError::io(path, e))?;

