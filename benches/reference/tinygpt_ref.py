@@ -223,6 +223,19 @@ def bench_matmul(args, device):
             "flops_per_s": 2 * n ** 3 / m}
 
 
+def bench_elementwise(args, device):
+    n = args.len
+    x = (torch.arange(n, dtype=torch.float32) % 1000 * 0.004 - 2.0).to(device)
+    ops = {"gelu": lambda: F.gelu(x), "exp": lambda: torch.exp(x), "add": lambda: x + x}
+    if args.op not in ops:
+        sys.exit(f"error: --op {args.op!r}: expected gelu, exp or add")
+    f = ops[args.op]
+    seconds = timed(args.warmup, args.runs, device, lambda: f()[0].item())
+    m = median(seconds)
+    return {"bench": "elementwise", "op": args.op, "elements": n, "seconds": seconds,
+            "median_s": m, "elements_per_s": n / m}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -240,6 +253,9 @@ def main():
     o.add_argument("--side", type=int, default=4096)
     tr = sub.add_parser("triad")
     tr.add_argument("--len", type=int, default=32 << 20)
+    el = sub.add_parser("elementwise")
+    el.add_argument("--op", default="gelu")
+    el.add_argument("--len", type=int, default=4 << 20)
     mm = sub.add_parser("matmul")
     mm.add_argument("--n", type=int, default=1024)
     args = p.parse_args()
@@ -249,7 +265,7 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     out = {"train": bench_train, "optimizer": bench_optimizer, "triad": bench_triad,
-           "matmul": bench_matmul}[args.command](args, device)
+           "matmul": bench_matmul, "elementwise": bench_elementwise}[args.command](args, device)
     out.update({"impl": "pytorch", "torch": torch.__version__, "device": args.device,
                 "threads": torch.get_num_threads()})
     print(json.dumps(out))

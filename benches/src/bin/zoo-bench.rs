@@ -51,6 +51,20 @@ enum Command {
         #[arg(long)]
         burn: bool,
     },
+    /// A plugin's step against the built-in optimizer of the same name, interleaved in one
+    /// process (each timed step of one follows a step of the other), so drift of a shared
+    /// machine affects both alike.
+    Plugin {
+        /// Path of the plugin library, e.g. `target/release/liblion.so`.
+        #[arg(long)]
+        path: String,
+        /// The built-in to compare with.
+        #[arg(long, default_value = "lion")]
+        builtin: String,
+        /// Side of the square parameter.
+        #[arg(long, default_value_t = 1024)]
+        side: usize,
+    },
     /// Greedy generation of new tokens for a batch of random prompts.
     Generate {
         /// `micro`, `tiny` or `small`.
@@ -81,6 +95,16 @@ enum Command {
     Zeros {
         /// Elements.
         #[arg(long, default_value_t = 16 << 20)]
+        len: usize,
+    },
+    /// One elementwise operation over `len` f32 elements (the repro in BENCHMARKS.md: flex's
+    /// transcendental functions against PyTorch's).
+    Elementwise {
+        /// `gelu` (exact, erf), `exp` or `add` (two tensors).
+        #[arg(long, default_value = "gelu")]
+        op: String,
+        /// Elements: 4M is one TinyGpt `tiny` step's MLP activations (2048 x 512 x 4 layers).
+        #[arg(long, default_value_t = 4 << 20)]
         len: usize,
     },
     /// f32 matmul throughput of the device: an `[n, n] x [n, n]` product.
@@ -187,6 +211,39 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 "bytes_per_s": bytes.map(|b| (b * elements) as f64 / m),
             })
         }
+        Command::Plugin {
+            path,
+            builtin,
+            side,
+        } => {
+            let plugin_spec = try_optimizer_spec("plugin", path, &[])
+                .map_err(|e| format!("--path {path}: {e}"))?;
+            let builtin_spec = try_optimizer_spec("name", builtin, &[])
+                .map_err(|e| format!("--builtin {builtin}: {e}"))?;
+            let mut a = OptimizerStep::new(&builtin_spec, *side, *side, device);
+            let mut b = OptimizerStep::new(&plugin_spec, *side, *side, device);
+            for _ in 0..cli.warmup {
+                a.step();
+                b.step();
+            }
+            let timed = |step: &mut OptimizerStep| {
+                let prepared = step.prepare();
+                let start = Instant::now();
+                step.apply(prepared);
+                start.elapsed().as_secs_f64()
+            };
+            let (mut builtin_s, mut plugin_s) = (Vec::new(), Vec::new());
+            for _ in 0..cli.runs {
+                builtin_s.push(timed(&mut a));
+                plugin_s.push(timed(&mut b));
+            }
+            json!({
+                "bench": "plugin", "builtin": builtin, "plugin": path, "elements": side * side,
+                "seconds": plugin_s, "median_s": median(&plugin_s),
+                "builtin_seconds": builtin_s, "builtin_median_s": median(&builtin_s),
+                "ratio": median(&plugin_s) / median(&builtin_s),
+            })
+        }
         Command::Generate {
             preset,
             batch,
@@ -231,6 +288,29 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
             json!({
                 "bench": "zeros", "elements": len, "seconds": tensor, "median_s": median(&tensor),
                 "vec_seconds": vec, "vec_median_s": median(&vec),
+            })
+        }
+        Command::Elementwise { op, len } => {
+            let values: Vec<f32> = (0..*len)
+                .map(|i| ((i % 1000) as f32) * 0.004 - 2.0)
+                .collect();
+            let x = burn::tensor::Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(values, [*len]),
+                device,
+            );
+            let run: Box<dyn Fn() -> burn::tensor::Tensor<1>> = match op.as_str() {
+                "gelu" => Box::new(|| burn::tensor::activation::gelu(x.clone())),
+                "exp" => Box::new(|| x.clone().exp()),
+                "add" => Box::new(|| x.clone() + x.clone()),
+                other => return Err(format!("--op {other}: expected gelu, exp or add")),
+            };
+            let seconds = time(cli.warmup, cli.runs, || {
+                std::hint::black_box(run().slice([0..1]).into_scalar::<f32>());
+            });
+            let m = median(&seconds);
+            json!({
+                "bench": "elementwise", "op": op, "elements": len, "seconds": seconds,
+                "median_s": m, "elements_per_s": *len as f64 / m,
             })
         }
         Command::Matmul { n } => {
