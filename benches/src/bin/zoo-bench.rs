@@ -305,7 +305,7 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 other => return Err(format!("--op {other}: expected gelu, exp or add")),
             };
             let seconds = time(cli.warmup, cli.runs, || {
-                std::hint::black_box(run().slice([0..1]).into_scalar::<f32>());
+                std::hint::black_box(run().narrow(0, 0, 1).into_scalar::<f32>());
             });
             let m = median(&seconds);
             json!({
