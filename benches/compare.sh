@@ -68,10 +68,12 @@ workloads=(
   "train small|--runs $small_runs --warmup 1 train --preset small|--runs $small_runs --warmup 1 train --preset small --count-flops"
   "adam 16M|optimizer --name adam --side 4096|optimizer --name adam --side 4096"
   "adamw 16M|optimizer --name adamw --side 4096|optimizer --name adamw --side 4096"
+  "burn-optim adam 16M|optimizer --name adam --burn --side 4096|-"
   "sgd 16M|optimizer --name sgd --side 4096|optimizer --name sgd --side 4096"
   "lion 16M|optimizer --name lion --side 4096|-"
   "lion plugin vs built-in 1M|--runs 50 plugin --path $lion --side 1024|-"
   "lion plugin vs built-in 16M|--runs 10 plugin --path $lion --side 4096|-"
+  "zeros 16M|zeros|-"
   "generate kv cache|generate|-"
   "generate no cache|--runs 5 generate --no-cache|-"
 )

