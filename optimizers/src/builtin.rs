@@ -15,9 +15,7 @@
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamConfig, AdamWConfig, LionConfig, ModuleOptimizer, MuonConfig, Optimizer, SgdConfig,
-};
+use burn::optim::{LionConfig, ModuleOptimizer, MuonConfig, Optimizer, SgdConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::SpecError;
@@ -204,15 +202,8 @@ fn adam_params(beta1: f64, beta2: f64, eps: f64, wd: f64) -> AdamParams {
 }
 
 fn adamw(lr_ratio: f64, beta1: f64, beta2: f64, eps: f64, wd: f64) -> Scaled<FusedAdamW> {
-    let params = adam_params(beta1, beta2, eps, wd);
-    let burn = AdamWConfig::new()
-        .with_beta_1(params.beta1)
-        .with_beta_2(params.beta2)
-        .with_epsilon(params.epsilon)
-        .with_weight_decay(params.weight_decay)
-        .build();
     Scaled {
-        inner: FusedAdamW::new(params, burn),
+        inner: FusedAdamW::new(adam_params(beta1, beta2, eps, wd)),
         lr_ratio,
     }
 }
@@ -232,21 +223,12 @@ pub fn module_optimizer<M: Module>(spec: &OptimizerSpec, module: &M) -> ModuleOp
                 }))
                 .init()
         }
-        "adam" => {
-            let params = adam_params(
-                spec.f64("beta1"),
-                spec.f64("beta2"),
-                spec.f64("eps"),
-                spec.f64("weight_decay"),
-            );
-            let burn = AdamConfig::new()
-                .with_beta_1(params.beta1)
-                .with_beta_2(params.beta2)
-                .with_epsilon(params.epsilon)
-                .with_weight_decay(decay(spec.f64("weight_decay")))
-                .build();
-            ModuleOptimizer::from(FusedAdam::new(params, burn))
-        }
+        "adam" => ModuleOptimizer::from(FusedAdam::new(adam_params(
+            spec.f64("beta1"),
+            spec.f64("beta2"),
+            spec.f64("eps"),
+            spec.f64("weight_decay"),
+        ))),
         "adamw" => adamw(
             1.0,
             spec.f64("beta1"),

@@ -13,7 +13,10 @@
 //! bit (the tests check 20 steps); on every other device, or for other dtypes, they call
 //! burn-optim's own implementation.
 
-use burn::optim::{Adam, AdamState, AdamW, AdamWState, AdaptiveMomentumState, Optimizer};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{
+    Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, Optimizer,
+};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -45,15 +48,31 @@ pub struct FusedAdamW {
 }
 
 impl FusedAdam {
-    /// Adam with `params`; `fallback` must be burn's Adam built from the same values.
-    pub fn new(params: AdamParams, fallback: Adam) -> Self {
+    /// Adam with `params` (weight decay 0: none), and burn-optim's Adam with the same values
+    /// for the devices it does not fuse.
+    pub fn new(params: AdamParams) -> Self {
+        let decay =
+            (params.weight_decay != 0.0).then(|| WeightDecayConfig::new(params.weight_decay));
+        let fallback = AdamConfig::new()
+            .with_beta_1(params.beta1)
+            .with_beta_2(params.beta2)
+            .with_epsilon(params.epsilon)
+            .with_weight_decay(decay)
+            .build();
         Self { params, fallback }
     }
 }
 
 impl FusedAdamW {
-    /// AdamW with `params`; `fallback` must be burn's AdamW built from the same values.
-    pub fn new(params: AdamParams, fallback: AdamW) -> Self {
+    /// AdamW with `params`, and burn-optim's AdamW with the same values for the devices it
+    /// does not fuse.
+    pub fn new(params: AdamParams) -> Self {
+        let fallback = AdamWConfig::new()
+            .with_beta_1(params.beta1)
+            .with_beta_2(params.beta2)
+            .with_epsilon(params.epsilon)
+            .with_weight_decay(params.weight_decay)
+            .build();
         Self { params, fallback }
     }
 }
