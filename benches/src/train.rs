@@ -251,6 +251,15 @@ impl OptimizerStep {
         self.module = Some(module);
     }
 
+    /// [`prepare`](Self::prepare) (untimed) then [`apply`](Self::apply); returns the seconds
+    /// `apply` took.
+    pub fn timed_step(&mut self) -> f64 {
+        let prepared = self.prepare();
+        let start = std::time::Instant::now();
+        self.apply(prepared);
+        start.elapsed().as_secs_f64()
+    }
+
     /// [`prepare`](Self::prepare) then [`apply`](Self::apply).
     pub fn step(&mut self) {
         let prepared = self.prepare();

@@ -192,14 +192,7 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
             for _ in 0..cli.warmup {
                 step.step();
             }
-            let seconds: Vec<f64> = (0..cli.runs)
-                .map(|_| {
-                    let prepared = step.prepare();
-                    let start = Instant::now();
-                    step.apply(prepared);
-                    start.elapsed().as_secs_f64()
-                })
-                .collect();
+            let seconds: Vec<f64> = (0..cli.runs).map(|_| step.timed_step()).collect();
             let m = median(&seconds);
             let elements = side * side;
             let bytes = bytes_per_element(spec.name());
@@ -226,16 +219,10 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 a.step();
                 b.step();
             }
-            let timed = |step: &mut OptimizerStep| {
-                let prepared = step.prepare();
-                let start = Instant::now();
-                step.apply(prepared);
-                start.elapsed().as_secs_f64()
-            };
             let (mut builtin_s, mut plugin_s) = (Vec::new(), Vec::new());
             for _ in 0..cli.runs {
-                builtin_s.push(timed(&mut a));
-                plugin_s.push(timed(&mut b));
+                builtin_s.push(a.timed_step());
+                plugin_s.push(b.timed_step());
             }
             json!({
                 "bench": "plugin", "builtin": builtin, "plugin": path, "elements": side * side,
