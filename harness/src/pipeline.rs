@@ -23,7 +23,7 @@ use crate::model::ModelSource;
 use crate::plan::{Level, StageInputs, StageKeys, stage_inputs};
 use crate::progress::Progress;
 use crate::sweep::Cell;
-use crate::train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
+use crate::train::{Sequence, TrainOutcome, TrainPlan, for_eval, tokenize, train};
 
 /// What a run shares between its cells.
 pub struct RunContext {
@@ -424,12 +424,7 @@ impl<'a> Stages<'a> {
         }
         let started = Instant::now();
         let examples = data()?;
-        let sequences = tokenize(
-            self.model.codec(),
-            stage,
-            &examples,
-            self.model.max_seq_len(),
-        )?;
+        let sequences = self.tokenize(stage, &examples)?;
         let plan = TrainPlan {
             label: format!("{stage}[{}]", config.optimizer.name()),
             steps: config.steps,
@@ -466,6 +461,16 @@ impl<'a> Stages<'a> {
 
     /// The eval of a cached checkpoint under this experiment's eval settings: stored next to
     /// the checkpoint, computed on first use.
+    /// A stage's examples in the model's own format, each within its context.
+    fn tokenize(&self, stage: &str, examples: &[Example]) -> Result<Vec<Sequence>, HarnessError> {
+        tokenize(
+            self.model.codec(),
+            stage,
+            examples,
+            self.model.max_seq_len(),
+        )
+    }
+
     fn evaluated(
         &self,
         stage: &str,
@@ -598,12 +603,7 @@ impl<'a> Stages<'a> {
                 stage: stage.to_string(),
                 source,
             })?;
-        let sequences = tokenize(
-            self.model.codec(),
-            stage,
-            &examples,
-            self.model.max_seq_len(),
-        )?;
+        let sequences = self.tokenize(stage, &examples)?;
         let plan = TrainPlan {
             label: format!(
                 "{stage}[{} {} lr={}]",
