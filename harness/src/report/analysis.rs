@@ -6,7 +6,9 @@ use super::load::{CellData, RunData};
 use super::stats::{
     BOOTSTRAP_SEED, MeanInterval, bootstrap_mean, pareto_area, pareto_points, steps_to_removal,
 };
-use crate::eval::EvalRecord;
+use crate::experiment::Stage;
+use crate::results::CellStatus;
+use crate::science::EvalRecord;
 
 /// A number with its 95% interval and where the interval comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,7 +73,7 @@ impl Estimate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurvePoint {
     /// `remove` or `probe`.
-    pub stage: String,
+    pub stage: Stage,
     /// Step within the stage.
     pub step: usize,
     /// Position on the plot's x axis: the removal step, or the removal's last step plus the
@@ -168,7 +170,7 @@ impl Analysis {
     }
 }
 
-fn stage<'a>(cell: &'a CellData, name: &'a str) -> impl Iterator<Item = &'a EvalRecord> + 'a {
+fn stage(cell: &CellData, name: Stage) -> impl Iterator<Item = &EvalRecord> + '_ {
     cell.metrics.iter().filter(move |r| r.stage == name)
 }
 
@@ -208,7 +210,7 @@ pub fn analyse(run: &RunData) -> Analysis {
 
 fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> Group {
     let cells: Vec<&CellData> = members.iter().map(|&i| &run.cells[i]).collect();
-    let last_of = |name: &str, f: fn(&EvalRecord) -> (f64, [f64; 2]), finished_only: bool| {
+    let last_of = |name: Stage, f: fn(&EvalRecord) -> (f64, [f64; 2]), finished_only: bool| {
         let points: Vec<(f64, [f64; 2])> = cells
             .iter()
             .filter(|c| !finished_only || c.outcome.removal_finished())
@@ -219,30 +221,30 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
     };
     let backdoor = |r: &EvalRecord| (r.backdoor_rate, r.backdoor_ci);
     let capability = |r: &EvalRecord| (r.capability, r.capability_ci);
-    let probe_finished = |c: &&&CellData| c.outcome == super::load::CellOutcome::Completed;
+    let probe_finished = |c: &&&CellData| c.outcome == CellStatus::Completed;
     let probe_points: Vec<(f64, [f64; 2])> = cells
         .iter()
         .filter(probe_finished)
-        .filter_map(|c| stage(c, "probe").last().map(backdoor))
+        .filter_map(|c| stage(c, Stage::Probe).last().map(backdoor))
         .collect();
 
     // The curve: removal points by step, then probe points after the removal's end.
     let remove_end = cells
         .iter()
-        .flat_map(|c| stage(c, "remove").map(|r| r.step))
+        .flat_map(|c| stage(c, Stage::Remove).map(|r| r.step))
         .max()
         .unwrap_or(0);
-    let mut keys: Vec<(String, usize)> = Vec::new();
-    for name in ["remove", "probe"] {
+    let mut keys: Vec<(Stage, usize)> = Vec::new();
+    for name in [Stage::Remove, Stage::Probe] {
         let mut steps: Vec<usize> = cells
             .iter()
             .flat_map(|c| stage(c, name).map(|r| r.step))
             // Probe step 0 is the removal's last point again.
-            .filter(|&s| name == "remove" || s > 0)
+            .filter(|&s| name == Stage::Remove || s > 0)
             .collect();
         steps.sort_unstable();
         steps.dedup();
-        keys.extend(steps.into_iter().map(|s| (name.to_string(), s)));
+        keys.extend(steps.into_iter().map(|s| (name, s)));
     }
     let curve = keys
         .into_iter()
@@ -250,13 +252,13 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
             let values: Vec<f64> = cells
                 .iter()
                 .filter_map(|c| {
-                    stage(c, &name)
+                    stage(c, name)
                         .find(|r| r.step == step)
                         .map(|r| r.backdoor_rate)
                 })
                 .filter(|v| v.is_finite())
                 .collect();
-            let x = if name == "remove" {
+            let x = if name == Stage::Remove {
                 step as f64
             } else {
                 (remove_end + step) as f64
@@ -273,7 +275,7 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
     let pareto: Vec<ParetoTrace> = cells
         .iter()
         .map(|c| {
-            let points: Vec<(f64, f64)> = stage(c, "remove")
+            let points: Vec<(f64, f64)> = stage(c, Stage::Remove)
                 .map(|r| (r.backdoor_rate, r.capability))
                 .collect();
             ParetoTrace {
@@ -310,17 +312,17 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
         removal: removal.to_string(),
         n_diverged: cells
             .iter()
-            .filter(|c| c.outcome != super::load::CellOutcome::Completed)
+            .filter(|c| c.outcome != CellStatus::Completed)
             .count(),
-        insert_backdoor: last_of("insert", backdoor, false),
+        insert_backdoor: last_of(Stage::Insert, backdoor, false),
         insert_false_trigger: last_of(
-            "insert",
+            Stage::Insert,
             |r| (r.false_trigger_rate, r.false_trigger_ci),
             false,
         ),
-        insert_capability: last_of("insert", capability, false),
-        final_backdoor: last_of("remove", backdoor, true),
-        final_capability: last_of("remove", capability, true),
+        insert_capability: last_of(Stage::Insert, capability, false),
+        final_backdoor: last_of(Stage::Remove, backdoor, true),
+        final_capability: last_of(Stage::Remove, capability, true),
         probe_backdoor: Estimate::rate(&probe_points),
         curve,
         remove_end,

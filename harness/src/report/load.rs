@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
-use crate::eval::EvalRecord;
-use crate::pipeline::MetricsLine;
+use crate::results::{CellStatus, CellSummary, MetricsLine};
+use crate::science::EvalRecord;
 
 /// A run directory as the report sees it.
 #[derive(Debug, Clone)]
@@ -28,38 +28,6 @@ pub struct RunData {
     pub axis_keys: Vec<String>,
 }
 
-/// How a cell ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CellOutcome {
-    /// Every stage ran.
-    Completed,
-    /// A stage's loss became NaN or infinite at `step`; later stages did not run.
-    Diverged {
-        /// The stage that diverged.
-        stage: String,
-        /// The step with the non-finite loss.
-        step: usize,
-    },
-}
-
-impl CellOutcome {
-    /// `completed` or `diverged`, as in `summary.json`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CellOutcome::Completed => "completed",
-            CellOutcome::Diverged { .. } => "diverged",
-        }
-    }
-
-    /// Whether the removal stage ran to its end.
-    pub fn removal_finished(&self) -> bool {
-        match self {
-            CellOutcome::Completed => true,
-            CellOutcome::Diverged { stage, .. } => stage == "probe",
-        }
-    }
-}
-
 /// One cell of the run.
 #[derive(Debug, Clone)]
 pub struct CellData {
@@ -76,29 +44,9 @@ pub struct CellData {
     /// The removal setting's label.
     pub removal: String,
     /// How the cell ended.
-    pub outcome: CellOutcome,
+    pub outcome: CellStatus,
     /// Every eval point, in file order.
     pub metrics: Vec<EvalRecord>,
-}
-
-/// The fields of a cell's `summary.json` the report uses; newer fields are optional so older
-/// runs still load.
-#[derive(Debug, Deserialize)]
-struct CellFile {
-    cell: String,
-    status: String,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    step: Option<usize>,
-    insert_optimizer: String,
-    remove_method: String,
-    remove_optimizer: String,
-    remove_lr: f64,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    axes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,21 +146,27 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
     for slug in slugs {
         let cell_dir = cells_dir.join(&slug);
         let summary_path = cell_dir.join("summary.json");
-        let file: CellFile = parse_json(&summary_path)?;
-        let outcome = match file.status.as_str() {
-            "completed" => CellOutcome::Completed,
-            "diverged" => CellOutcome::Diverged {
-                stage: file.stage.clone().unwrap_or_else(|| "unknown".into()),
-                step: file.step.unwrap_or(0),
-            },
-            other => {
-                return Err(ReportError::Malformed {
-                    path: summary_path,
-                    line: None,
-                    message: format!("`status` = \"{other}\"; allowed values: completed, diverged"),
-                });
-            }
-        };
+        // The status is checked first, so an unknown one is named with the allowed values.
+        let value: serde_json::Value = parse_json(&summary_path)?;
+        if let Some(status) = value.get("status").and_then(|s| s.as_str())
+            && !CellStatus::NAMES.contains(&status)
+        {
+            return Err(ReportError::Malformed {
+                path: summary_path,
+                line: None,
+                message: format!(
+                    "`status` = \"{status}\"; allowed values: {}",
+                    CellStatus::NAMES.join(", ")
+                ),
+            });
+        }
+        let file: CellSummary =
+            serde_json::from_value(value).map_err(|e| ReportError::Malformed {
+                path: summary_path.clone(),
+                line: None,
+                message: e.to_string(),
+            })?;
+        let outcome = file.status.clone();
         let metrics = read_metrics(&cell_dir.join("metrics.jsonl"))?;
         let seed = file
             .seed
@@ -241,9 +195,9 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
         });
         cells.push(CellData {
             slug,
-            label: file.cell,
+            label: file.cell.clone(),
             seed,
-            axes: file.axes,
+            axes: file.axes.clone(),
             insertion,
             removal,
             outcome,

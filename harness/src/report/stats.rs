@@ -5,7 +5,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::eval::EvalRecord;
+use crate::science::EvalRecord;
 
 /// Bootstrap resamples per interval: enough that the 2.5% and 97.5% quantiles move by well
 /// under the two decimals the report prints.
@@ -14,8 +14,7 @@ pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 /// The RNG seed of every bootstrap, fixed so the same run gives the same report.
 pub const BOOTSTRAP_SEED: u64 = 0x5EED_B007;
 
-/// The protocol's removal threshold: a backdoor counts as removed once its rate is below this.
-pub const REMOVED_BELOW: f64 = 0.5;
+pub use crate::results::REMOVED_BELOW;
 
 /// A mean over seeds with its 95% percentile-bootstrap interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,11 +148,7 @@ pub fn polygon_area(polygon: &[(f64, f64)]) -> f64 {
 /// The first removal eval step whose backdoor rate is below [`REMOVED_BELOW`] (`records` are
 /// a cell's eval points; only stage `remove` counts). `None`: never.
 pub fn steps_to_removal(records: &[EvalRecord]) -> Option<usize> {
-    records
-        .iter()
-        .filter(|r| r.stage == "remove")
-        .find(|r| r.backdoor_rate < REMOVED_BELOW)
-        .map(|r| r.step)
+    crate::results::first_step_removed(records)
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@ use base64::Engine as _;
 
 use super::ReportError;
 use super::analysis::{Analysis, Estimate, Group, IntervalKind};
-use super::load::{CellData, CellOutcome, RunData};
+use super::load::{CellData, RunData};
 use super::plots::{Plot, fmt_estimate};
 use super::stats::{REMOVED_BELOW, pareto_area, steps_to_removal};
-use crate::eval::EvalRecord;
+use crate::experiment::Stage;
+use crate::results::CellStatus;
+use crate::results::table::{backdoor, capability, rate};
 
 /// The fixed columns of `results.csv` before the axis columns.
 const LEAD_COLUMNS: [&str; 5] = ["run", "cell", "label", "insertion", "removal"];
@@ -85,8 +87,8 @@ pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
     writer.write_record(&header).map_err(fail)?;
     for cell in &run.cells {
         let (diverged_stage, diverged_step) = match &cell.outcome {
-            CellOutcome::Completed => (String::new(), String::new()),
-            CellOutcome::Diverged { stage, step } => (stage.clone(), step.to_string()),
+            CellStatus::Completed => (String::new(), String::new()),
+            CellStatus::Diverged { stage, step, .. } => (stage.to_string(), step.to_string()),
         };
         for r in &cell.metrics {
             let mut row: Vec<String> = vec![
@@ -105,7 +107,7 @@ pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
                 cell.outcome.name().to_string(),
                 diverged_stage.clone(),
                 diverged_step.clone(),
-                r.stage.clone(),
+                r.stage.to_string(),
                 r.step.to_string(),
                 num(r.backdoor_rate),
                 num(r.backdoor_ci[0]),
@@ -150,16 +152,6 @@ fn est(e: Option<&Estimate>) -> String {
     }
 }
 
-fn rate(r: Option<&EvalRecord>, f: fn(&EvalRecord) -> (f64, [f64; 2])) -> String {
-    match r {
-        Some(r) => {
-            let (x, [lo, hi]) = f(r);
-            format!("{x:.2} [{lo:.2}, {hi:.2}]")
-        }
-        None => "-".into(),
-    }
-}
-
 fn seeds_cell(g: &Group) -> String {
     match g.n_diverged {
         0 => g.cells.len().to_string(),
@@ -181,8 +173,8 @@ fn steps_cell(g: &Group) -> String {
 
 fn cell_status(c: &CellData) -> String {
     match &c.outcome {
-        CellOutcome::Completed => "completed".into(),
-        CellOutcome::Diverged { stage, step } => format!("diverged ({stage} step {step})"),
+        CellStatus::Completed => "completed".into(),
+        CellStatus::Diverged { stage, step, .. } => format!("diverged ({stage} step {step})"),
     }
 }
 
@@ -191,7 +183,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
     let n_diverged = run
         .cells
         .iter()
-        .filter(|c| c.outcome != CellOutcome::Completed)
+        .filter(|c| c.outcome != CellStatus::Completed)
         .count();
     let has_probe = a.groups.iter().any(|g| g.probe_backdoor.is_some());
     out.push(Block::Heading(
@@ -352,27 +344,25 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
     }
 
     out.push(Block::Heading(2, "Cells".into()));
-    let backdoor = |r: &EvalRecord| (r.backdoor_rate, r.backdoor_ci);
-    let capability = |r: &EvalRecord| (r.capability, r.capability_ci);
     let rows = run
         .cells
         .iter()
         .map(|c| {
-            let last = |stage: &str| c.metrics.iter().rev().find(|r| r.stage == stage);
+            let last = |stage: Stage| c.metrics.iter().rev().find(|r| r.stage == stage);
             let remove: Vec<(f64, f64)> = c
                 .metrics
                 .iter()
-                .filter(|r| r.stage == "remove")
+                .filter(|r| r.stage == Stage::Remove)
                 .map(|r| (r.backdoor_rate, r.capability))
                 .collect();
             vec![
                 c.slug.clone(),
                 c.seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 cell_status(c),
-                rate(last("insert"), backdoor),
-                rate(last("remove"), backdoor),
-                rate(last("insert"), capability),
-                rate(last("remove"), capability),
+                rate(last(Stage::Insert), backdoor),
+                rate(last(Stage::Remove), backdoor),
+                rate(last(Stage::Insert), capability),
+                rate(last(Stage::Remove), capability),
                 match pareto_area(&remove) {
                     _ if !c.outcome.removal_finished() => "- (removal diverged)".into(),
                     Some(x) => format!("{x:.2}"),

