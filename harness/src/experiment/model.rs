@@ -244,7 +244,7 @@ impl ModelSource {
             return Err(invalid(
                 "model.hf",
                 format!(
-                    "{} is not a directory; download the model there first (see the README, \
+                    "{} is not a directory; download the model there first (see docs/guide/real-models.md, \
                      \"Real models in the pipeline\")",
                     dir.display()
                 ),

@@ -51,7 +51,7 @@ pub fn paths_from_env() -> Vec<std::path::PathBuf> {
 
 /// Where the workspace's own tests and benches build plugin libraries:
 /// `$CARGO_TARGET_DIR/../plugin-target` when a shared target directory is set (as CI and the
-/// README do; a relative one is taken from `workspace_root`), else
+/// the install guide do; a relative one is taken from `workspace_root`), else
 /// `<workspace_root>/target/plugin-target`. Never inside the target directory itself, whose lock
 /// the outer `cargo test` or `cargo bench` holds.
 pub fn plugin_target_dir(workspace_root: &std::path::Path) -> std::path::PathBuf {
