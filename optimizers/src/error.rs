@@ -53,6 +53,19 @@ pub enum SpecError {
         /// The allowed range, e.g. `[0, 1)`.
         range: String,
     },
+    /// A key the optimizer's typed config needs but the resolved values lack (a schema that
+    /// does not declare it, or values that did not come through [`Schema::resolve`]).
+    ///
+    /// [`Schema::resolve`]: crate::Schema::resolve
+    #[error("optimizer `{optimizer}` is missing `{key}`: expected {expected}")]
+    MissingKey {
+        /// The optimizer.
+        optimizer: String,
+        /// The key.
+        key: String,
+        /// What the key must hold, with its range (or the keys the schema declares).
+        expected: String,
+    },
     /// Values that are each valid but not together (e.g. nesterov without momentum).
     #[error("optimizer `{optimizer}`: {message}")]
     Inconsistent {

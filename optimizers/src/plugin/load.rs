@@ -454,14 +454,16 @@ impl PluginRef {
         &self.instance
     }
 
-    /// Resolve a spec table that has a `plugin` key: load (checking `sha256` if given),
-    /// validate the other keys against the plugin's schema, create an instance.
+    /// Resolve a spec table whose `plugin` key held `plugin` (the rest of the table): load
+    /// (checking `sha256` if given), validate the other keys against the plugin's schema, create
+    /// an instance.
     pub(crate) fn resolve(
+        plugin: RawValue,
         mut table: BTreeMap<String, RawValue>,
     ) -> Result<(Schema, BTreeMap<String, Value>, PluginRef), SpecError> {
-        let path = match table.remove("plugin") {
-            Some(RawValue::String(path)) => path,
-            Some(other) => {
+        let path = match plugin {
+            RawValue::String(path) => path,
+            other => {
                 return Err(SpecError::WrongType {
                     optimizer: "?".into(),
                     key: "plugin".into(),
@@ -469,7 +471,6 @@ impl PluginRef {
                     got: format!("{other:?}"),
                 });
             }
-            None => unreachable!("resolve is called for tables with a `plugin` key"),
         };
         if table.contains_key("name") {
             return Err(SpecError::Plugin {

