@@ -32,7 +32,7 @@ use super::claim::{Claim, Condition, Metric, Subject};
 use super::dist::Dist;
 use super::vary::{Case, Vary, hyper_param};
 use crate::error::HarnessError;
-use crate::experiment::config::toml_error;
+use crate::experiment::config::{line_column, toml_error};
 use crate::experiment::{Experiment, lookup};
 
 /// The forms a `[vary]` value may take, for error messages.
@@ -326,17 +326,6 @@ fn parse_dist(value: &toml::Value, key: &str, experiment: &Experiment) -> Result
         Some(param) => dist.within_schema(&param),
         None => Ok(dist),
     }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, column)
 }
 
 /// Resolve the paths among a `[vary]` key's values (`one_of` lists of plugin tables or

@@ -407,18 +407,21 @@ impl Experiment {
     }
 }
 
+/// 1-based line and column of a byte offset of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
 /// `file:line:column: message` for a TOML error, with the offending line quoted.
 pub fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> HarnessError {
     let message = err.message().to_string();
-    let location = err.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |i| before.len() - i - 1)
-            + 1;
-        (line, column)
-    });
+    let location = err.span().map(|span| line_column(text, span.start));
     HarnessError::Toml {
         path: path.to_path_buf(),
         line: location.map(|l| l.0),

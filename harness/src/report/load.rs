@@ -108,6 +108,22 @@ fn seed_from_config(path: &Path) -> Option<u64> {
         .and_then(|s| u64::try_from(s).ok())
 }
 
+/// The error for a cell summary whose `status` is none of the allowed values (serde would
+/// only say "unknown variant"); `None` when the status is not the problem.
+fn unknown_status(path: &Path) -> Option<ReportError> {
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let status = value.get("status")?.as_str()?;
+    (!CellStatus::NAMES.contains(&status)).then(|| ReportError::Malformed {
+        path: path.to_path_buf(),
+        line: None,
+        message: format!(
+            "`status` = \"{status}\"; allowed values: {}",
+            CellStatus::NAMES.join(", ")
+        ),
+    })
+}
+
 /// Read the run directory `dir`.
 pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
     if !dir.is_dir() {
@@ -146,26 +162,10 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
     for slug in slugs {
         let cell_dir = cells_dir.join(&slug);
         let summary_path = cell_dir.join("summary.json");
-        // The status is checked first, so an unknown one is named with the allowed values.
-        let value: serde_json::Value = parse_json(&summary_path)?;
-        if let Some(status) = value.get("status").and_then(|s| s.as_str())
-            && !CellStatus::NAMES.contains(&status)
-        {
-            return Err(ReportError::Malformed {
-                path: summary_path,
-                line: None,
-                message: format!(
-                    "`status` = \"{status}\"; allowed values: {}",
-                    CellStatus::NAMES.join(", ")
-                ),
-            });
-        }
-        let file: CellSummary =
-            serde_json::from_value(value).map_err(|e| ReportError::Malformed {
-                path: summary_path.clone(),
-                line: None,
-                message: e.to_string(),
-            })?;
+        let file: CellSummary = match parse_json(&summary_path) {
+            Ok(file) => file,
+            Err(e) => return Err(unknown_status(&summary_path).unwrap_or(e)),
+        };
         let outcome = file.status.clone();
         let metrics = read_metrics(&cell_dir.join("metrics.jsonl"))?;
         let seed = file
