@@ -73,7 +73,7 @@ fn compare(got: &Run, want: &Run, tol: f32) -> Result<(), String> {
     for (name, (g, w)) in names.iter().zip(pairs) {
         let scale = w.iter().fold(1.0f32, |m, x| m.max(x.abs()));
         let diff = max_abs_diff(g, w);
-        if !(diff <= tol * scale) {
+        if diff.is_nan() || diff > tol * scale {
             return Err(format!("{name}: max |diff| {diff} > {tol} x {scale}"));
         }
     }

@@ -78,7 +78,7 @@ fn norm_close(got: &[Vec<f32>; 4], want: &[Vec<f32>; 4], tol: f32) -> Result<(),
         .enumerate()
     {
         let diff = max_rel_diff(&got[i], &want[i]);
-        if !(diff <= tol) {
+        if diff.is_nan() || diff > tol {
             return Err(format!("{name}: {diff} > {tol}"));
         }
     }
