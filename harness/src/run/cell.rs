@@ -100,11 +100,16 @@ pub fn run_node(cell: &Cell, level: Level, ctx: &RunContext) -> Result<NodeOutco
     }
     let run = CellRun::new(cell, ctx)?;
     let stage = level.stage();
-    if stage == Stage::Insert && run.stage(Stage::Base, None)?.model.is_none() {
-        // The base diverged (recorded in the cache): there is nothing to insert into.
-        return Ok(NodeOutcome::Diverged);
-    }
-    let done = run.stage(stage, None)?;
+    // An insertion trains from its base, looked up once and loaded only if it must train.
+    let parent = match stage {
+        Stage::Insert => match run.stage(Stage::Base, None)?.model {
+            Some(base) => Some(base),
+            // The base diverged (recorded in the cache): there is nothing to insert into.
+            None => return Ok(NodeOutcome::Diverged),
+        },
+        _ => None,
+    };
+    let done = run.stage(stage, parent)?;
     let outcome = match (&done.model, done.reused) {
         (None, _) => NodeOutcome::Diverged,
         (Some(_), true) => NodeOutcome::Reused,
