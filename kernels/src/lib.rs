@@ -16,12 +16,14 @@
 //!
 //! # Modules
 //!
-//! - `activation`: [`gelu`] (exact), with a vectorised `erf`, and its backward.
+//! - `activation`: [`gelu`] (exact) and [`gelu_tanh`] with a vectorised `erf` and `tanh`,
+//!   and [`swiglu`] (`silu(gate) * up`, Llama's MLP gate), each with its backward.
 //! - `attention`: [`causal_attention`] (tiled, grouped-query, left padding) and its
 //!   backward; [`attention_reference`], the composition it replaces.
 //! - `loss`: [`masked_cross_entropy`], softmax cross-entropy at masked targets fused with
 //!   its mean, and its backward; [`masked_cross_entropy_reference`].
-//! - `norm`: [`layer_norm`] and its backward.
+//! - `norm`: [`layer_norm`] and [`rms_norm`], each with its backward;
+//!   [`rms_norm_reference`], the composition the second replaces.
 //! - `simd`: a branch-free `exp` and the row loops that LLVM vectorises (AVX2 where the CPU
 //!   has it, chosen at run time; both builds give the same bits).
 //! - `route`: how a `Tensor<D>` on flex is turned into its primitive (plain or tracked) and
@@ -48,7 +50,8 @@ mod route;
 pub mod simd;
 
 pub use activation::{
-    backward_values as gelu_backward_values, forward_values as gelu_forward_values, gelu,
+    GeluForm, backward_values as gelu_backward_values, forward_values as gelu_forward_values, gelu,
+    gelu_tanh, swiglu, swiglu_backward_values, swiglu_forward_values,
 };
 pub use attention::{
     AttentionDims, attention_reference, backward as attention_backward_values, causal_attention,
@@ -62,7 +65,7 @@ pub use loss::{
 };
 pub use norm::{
     backward_values as layer_norm_backward_values, forward_values as layer_norm_forward_values,
-    layer_norm,
+    layer_norm, rms_norm, rms_norm_backward_values, rms_norm_forward_values, rms_norm_reference,
 };
 
 use std::cell::Cell;

@@ -266,3 +266,134 @@ multiversion! {
         }
     }
 }
+
+/// `sqrt(2 / pi)`, the tanh form's scale.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The cubic coefficient of GELU's tanh form.
+const GELU_CUBIC: f32 = 0.044_715;
+
+/// `tanh(x)` as `1 - 2 / (exp(2x) + 1)` with the vectorisable [`exp`]; exactly `-1` or `1`
+/// once `|x|` passes 44, and branch-free.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// The logistic sigmoid `1 / (1 + exp(-x))` with the vectorisable [`exp`].
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+multiversion! {
+    /// GELU's tanh form (GPT-2's `gelu_new`),
+    /// `y = x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))`, elementwise.
+    pub fn gelu_tanh(x: &[f32], y: &mut [f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            let t = tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
+            *y = 0.5 * x * (1.0 + t);
+        }
+    }
+}
+
+multiversion! {
+    /// The tanh form's backward, in place over `dy`:
+    /// `dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2))`.
+    pub fn gelu_tanh_backward(x: &[f32], dy: &mut [f32]) {
+        for (g, &x) in dy.iter_mut().zip(x) {
+            let t = tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
+            let inner = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x);
+            *g *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner;
+        }
+    }
+}
+
+multiversion! {
+    /// SwiGLU's gate, `y = silu(a) * b = a * sigmoid(a) * b`, elementwise.
+    pub fn swiglu(a: &[f32], b: &[f32], y: &mut [f32]) {
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = a * sigmoid(a) * b;
+        }
+    }
+}
+
+multiversion! {
+    /// SwiGLU's backward: `da = dy * b * s (1 + a (1 - s))` and `db = dy * a s`, with
+    /// `s = sigmoid(a)`; `da` is written over `dy`'s copy in `da`, `db` into `db`.
+    pub fn swiglu_backward(a: &[f32], b: &[f32], da: &mut [f32], db: &mut [f32]) {
+        for (((da, db), &a), &b) in da.iter_mut().zip(db.iter_mut()).zip(a).zip(b) {
+            let s = sigmoid(a);
+            let dy = *da;
+            *db = dy * a * s;
+            *da = dy * b * s * (1.0 + a * (1.0 - s));
+        }
+    }
+}
+
+multiversion! {
+    /// `sum(x^2)` (eight accumulators, fixed order).
+    pub fn square_sum(xs: &[f32]) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let chunks = xs.chunks_exact(8);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (a, &x) in acc.iter_mut().zip(chunk) {
+                *a += x * x;
+            }
+        }
+        let mut total =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for &x in rest {
+            total += x * x;
+        }
+        total
+    }
+}
+
+multiversion! {
+    /// `y = x * rstd * gamma`, elementwise over one row (RMS norm's output).
+    pub fn scale_by_gamma(x: &[f32], y: &mut [f32], rstd: f32, gamma: &[f32]) {
+        for ((y, &x), &g) in y.iter_mut().zip(x).zip(gamma) {
+            *y = x * rstd * g;
+        }
+    }
+}
+
+multiversion! {
+    /// RMS norm's backward for one row: writes `dx`, adds this row's terms to `dgamma`; `g`
+    /// is scratch of the row's length. With `xhat = x * rstd` and `g = dy * gamma`:
+    /// `dx = rstd * (g - xhat * mean(g * xhat))`.
+    pub fn rms_norm_backward_row(
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        rstd: f32,
+        dx: &mut [f32],
+        g: &mut [f32],
+        dgamma: &mut [f32]
+    ) {
+        let d = x.len();
+        for i in 0..d {
+            g[i] = dy[i] * gamma[i];
+            dgamma[i] += dy[i] * (x[i] * rstd);
+        }
+        let mut acc = [0.0f32; 8];
+        let mut i = 0;
+        while i + 8 <= d {
+            for l in 0..8 {
+                acc[l] += g[i + l] * (x[i + l] * rstd);
+            }
+            i += 8;
+        }
+        let mut gx =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        while i < d {
+            gx += g[i] * (x[i] * rstd);
+            i += 1;
+        }
+        let mean_gx = gx / d as f32;
+        for i in 0..d {
+            dx[i] = rstd * (g[i] - x[i] * rstd * mean_gx);
+        }
+    }
+}

