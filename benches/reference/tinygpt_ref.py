@@ -167,6 +167,67 @@ def bench_train(args, device):
     }
 
 
+# SmolLM2-135M's shape (benches/src/train.rs, LlamaShape::SMOLLM2_135M).
+SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                    num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                    max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100000.0,
+                    tie_word_embeddings=True, hidden_act="silu")
+
+
+def bench_train_llama(args, device):
+    """transformers' LlamaForCausalLM of SmolLM2-135M's shape, random weights (its own init,
+    std 0.02), float32, eager attention (sdpa), the same masked loss and AdamW as zoo-bench."""
+    import transformers
+
+    rows, seq = args.rows, args.seq
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(**SMOLLM2_135M, attn_implementation="sdpa")
+    model = transformers.LlamaForCausalLM(config).to(device=device, dtype=torch.float32)
+    g = torch.Generator().manual_seed(1)
+    data = torch.randint(0, config.vocab_size, (rows, seq + 1), generator=g).to(device)
+    inputs, targets = data[:, :-1], data[:, 1:]
+    mask = torch.ones(rows, seq, device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=0.01)
+    losses = []
+
+    def step():
+        loss = masked_loss(model(input_ids=inputs).logits, targets, mask)
+        losses.append(loss.item())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    counted = None
+    if args.count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss = masked_loss(model(input_ids=inputs).logits, targets, mask)
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        counted = counter.get_total_flops()
+        # As in bench_train: the backward of sdpa recounts q k^T once per layer.
+        h = config.hidden_size
+        counted -= config.num_hidden_layers * 2 * rows * seq * seq * h
+    seconds = timed(args.warmup, args.runs, device, step)
+    m = median(seconds)
+    tokens = rows * seq
+    h, kv = config.hidden_size, config.hidden_size // config.num_attention_heads * config.num_key_value_heads
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * config.intermediate_size
+    linear = 2 * tokens * (config.num_hidden_layers * per_layer + h * config.vocab_size)
+    attention = config.num_hidden_layers * 2 * 2 * rows * seq * seq * h
+    flops = 3.0 * (linear + attention)
+    return {
+        "bench": "train-llama", "model": "smollm2-135m-shape", "rows": rows, "seq": seq,
+        "params": sum(p.numel() for p in model.parameters()), "transformers": transformers.__version__,
+        "flops_per_step": flops, "flops_counted": counted, "tokens_per_step": tokens,
+        "seconds": seconds, "median_s": m, "tokens_per_s": tokens / m, "flops_per_s": flops / m,
+        "loss_first": losses[0], "loss_last": losses[-1],
+    }
+
+
 def bench_optimizer(args, device):
     n = args.side
     param = torch.nn.Parameter(torch.sin(torch.arange(n * n, dtype=torch.float32) * 0.37)
@@ -248,6 +309,11 @@ def main():
     t.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     t.add_argument("--count-flops", action="store_true",
                    help="also count one step's FLOPs with torch.utils.flop_counter")
+    tl = sub.add_parser("train-llama", help="transformers' LlamaForCausalLM, SmolLM2-135M's shape")
+    tl.add_argument("--rows", type=int, default=4)
+    tl.add_argument("--seq", type=int, default=128)
+    tl.add_argument("--count-flops", action="store_true",
+                    help="also count one step's FLOPs with torch.utils.flop_counter")
     o = sub.add_parser("optimizer")
     o.add_argument("--name", default="adam")
     o.add_argument("--side", type=int, default=4096)
@@ -264,7 +330,7 @@ def main():
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    out = {"train": bench_train, "optimizer": bench_optimizer, "triad": bench_triad,
+    out = {"train": bench_train, "train-llama": bench_train_llama, "optimizer": bench_optimizer, "triad": bench_triad,
            "matmul": bench_matmul, "elementwise": bench_elementwise}[args.command](args, device)
     out.update({"impl": "pytorch", "torch": torch.__version__, "device": args.device,
                 "threads": torch.get_num_threads()})

