@@ -224,7 +224,7 @@ fn q5_k(block: &[u8], out: &mut Vec<f32>) {
         let (sc_hi, m_hi) = scale_min(packed, hi);
         let (d_lo, min_lo) = (d * sc_lo, dmin * m_lo);
         let (d_hi, min_hi) = (d * sc_hi, dmin * m_hi);
-        let fifth = |l: usize, bit: usize| if high[l] >> bit & 1 == 1 { 16 } else { 0 };
+        let fifth = |l: usize, bit: usize| if (high[l] >> bit) & 1 == 1 { 16 } else { 0 };
         out.extend(
             bytes
                 .iter()
@@ -265,7 +265,7 @@ fn q6_k(block: &[u8], out: &mut Vec<f32>) {
                 low[l + 32] >> 4,
             ];
             for (k, nibble) in nibbles.into_iter().enumerate() {
-                let q = i32::from(nibble | ((high[l] >> (2 * k)) & 0x03) << 4) - 32;
+                let q = i32::from(nibble | (((high[l] >> (2 * k)) & 0x03) << 4)) - 32;
                 let scale = f32::from(scales[l / 16 + 2 * k] as i8);
                 values[l + 32 * k] = d * scale * q as f32;
             }
