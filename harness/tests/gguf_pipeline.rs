@@ -28,7 +28,7 @@ fn fixture() -> PathBuf {
 }
 
 /// A micro experiment on a GGUF model: its weights are the base (`steps = 0`), a full fine-tune
-/// inserts the backdoor, LoRA adapters remove it. The fixture has a 64-token context.
+/// inserts the backdoor, LoRA adapters remove it. The fixture has a 128-token context.
 fn experiment(gguf: &str) -> String {
     format!(
         r#"
@@ -138,7 +138,10 @@ fn more_than_one_model_key_is_refused_naming_all_three() {
         ("gguf-preset", "preset = \"micro\"\n"),
         ("gguf-hf", "hf = \"somewhere\"\n"),
     ] {
-        let err = load_err(name, &text.replace("[model]\n", &format!("[model]\n{extra}")));
+        let err = load_err(
+            name,
+            &text.replace("[model]\n", &format!("[model]\n{extra}")),
+        );
         for key in ["model.preset", "model.hf", "model.gguf"] {
             assert!(err.contains(key), "{name}: {err}");
         }
@@ -148,7 +151,10 @@ fn more_than_one_model_key_is_refused_naming_all_three() {
 #[test]
 fn a_missing_or_broken_gguf_file_is_named() {
     let err = load_err("gguf-missing", &experiment("no/such/model.gguf"));
-    assert!(err.contains("model.gguf") && err.contains("no/such/model.gguf"), "{err}");
+    assert!(
+        err.contains("model.gguf") && err.contains("no/such/model.gguf"),
+        "{err}"
+    );
 
     let root = scratch("gguf-broken");
     let mut bytes = std::fs::read(fixture()).unwrap();
@@ -156,7 +162,10 @@ fn a_missing_or_broken_gguf_file_is_named() {
     std::fs::write(root.join("half.gguf"), bytes).unwrap();
     let file = write(&root, "exp.toml", &experiment("half.gguf"));
     let err = Experiment::load(&file).unwrap_err().to_string();
-    assert!(err.contains("model.gguf") && err.contains("past the end"), "{err}");
+    assert!(
+        err.contains("model.gguf") && err.contains("past the end"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -227,8 +227,8 @@ impl Experiment {
             self.model.hf.as_mut(),
             self.model.gguf.as_mut(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = dir.join(&*path);

@@ -141,9 +141,9 @@ pub fn dequantize(kind: GgmlType, bytes: &[u8], values: usize) -> Result<Vec<f32
     let mut out = Vec::with_capacity(values);
     let blocks = bytes.chunks_exact(kind.block_bytes());
     match kind {
-        GgmlType::F32 => out.extend(
-            blocks.map(|b| f32::from_le_bytes(b.try_into().expect("4-byte chunk"))),
-        ),
+        GgmlType::F32 => {
+            out.extend(blocks.map(|b| f32::from_le_bytes(b.try_into().expect("4-byte chunk"))))
+        }
         GgmlType::F16 => out.extend(blocks.map(|b| half_at(b, 0))),
         GgmlType::BF16 => out.extend(blocks.map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
         GgmlType::Q8_0 => blocks.for_each(|b| q8_0(b, &mut out)),

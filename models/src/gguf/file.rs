@@ -277,10 +277,9 @@ impl GgufFile {
         match self.value(key) {
             None => Ok(None),
             Some(MetadataValue::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.key_error(
-                key,
-                format!("is {}; expected a string", kind_name(other)),
-            )),
+            Some(other) => {
+                Err(self.key_error(key, format!("is {}; expected a string", kind_name(other))))
+            }
         }
     }
 

@@ -76,7 +76,8 @@ fn reorder_rows(
                 } else {
                     (split, interleaved)
                 };
-                out[to * cols..(to + 1) * cols].copy_from_slice(&data[from * cols..(from + 1) * cols]);
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&data[from * cols..(from + 1) * cols]);
             }
         }
     }
@@ -174,7 +175,9 @@ pub fn llama_config_from_gguf(file: &GgufFile) -> Result<(LlamaConfig, String), 
     {
         return Err(file.bad_key(
             &rope_dims_key,
-            format!("is {d}; only rotary embeddings over the whole head ({head_dim}) are supported"),
+            format!(
+                "is {d}; only rotary embeddings over the whole head ({head_dim}) are supported"
+            ),
         ));
     }
     let scaling_key = key("rope.scaling.type");
@@ -193,7 +196,10 @@ pub fn llama_config_from_gguf(file: &GgufFile) -> Result<(LlamaConfig, String), 
     let theta_key = key("rope.freq_base");
     let theta = file.opt_f64(&theta_key)?.unwrap_or(10000.0);
     if !(theta.is_finite() && theta > 0.0) {
-        return Err(file.bad_key(&theta_key, format!("is {theta}; it must be finite and above 0")));
+        return Err(file.bad_key(
+            &theta_key,
+            format!("is {theta}; it must be finite and above 0"),
+        ));
     }
     let eps_key = key("attention.layer_norm_rms_epsilon");
     let eps = file
@@ -273,7 +279,11 @@ pub fn llama_config_from_gguf(file: &GgufFile) -> Result<(LlamaConfig, String), 
 pub fn load_llama_gguf(file: &GgufFile, device: &Device) -> Result<Llama, ModelError> {
     let (config, hf_config) = llama_config_from_gguf(file)?;
     let permuted = config.architecture == HfArchitecture::Llama;
-    let (h, hd, ffn) = (config.hidden_size, config.head_dim, config.intermediate_size);
+    let (h, hd, ffn) = (
+        config.hidden_size,
+        config.head_dim,
+        config.intermediate_size,
+    );
     let (heads, kv_heads) = (config.num_attention_heads, config.num_key_value_heads);
     let mut used: Vec<String> = Vec::new();
     let mut model = Llama::zeros(config.clone(), hf_config, device);
@@ -334,8 +344,16 @@ pub fn load_llama_gguf(file: &GgufFile, device: &Device) -> Result<Llama, ModelE
         let k = read(name("attn_k.weight"), &[h, kv_heads * hd])?;
         let k = unpermute(&name("attn_k.weight"), k, kv_heads * hd, kv_heads)?;
         attn.k_proj.weight = linear(k, h, kv_heads * hd);
-        attn.v_proj.weight = linear(read(name("attn_v.weight"), &[h, kv_heads * hd])?, h, kv_heads * hd);
-        attn.o_proj.weight = linear(read(name("attn_output.weight"), &[heads * hd, h])?, heads * hd, h);
+        attn.v_proj.weight = linear(
+            read(name("attn_v.weight"), &[h, kv_heads * hd])?,
+            h,
+            kv_heads * hd,
+        );
+        attn.o_proj.weight = linear(
+            read(name("attn_output.weight"), &[heads * hd, h])?,
+            heads * hd,
+            h,
+        );
         if config.qkv_bias {
             attn.q_proj.bias = Some(vector(read(name("attn_q.bias"), &[heads * hd])?));
             attn.k_proj.bias = Some(vector(read(name("attn_k.bias"), &[kv_heads * hd])?));

@@ -68,7 +68,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<HfTokenizer, ModelError> {
     let tokens = file
         .opt_strings("tokenizer.ggml.tokens")?
         .ok_or_else(|| file.bad_key("tokenizer.ggml.tokens", "is missing"))?;
-    let merges = file.opt_strings("tokenizer.ggml.merges")?.unwrap_or_default();
+    let merges = file
+        .opt_strings("tokenizer.ggml.merges")?
+        .unwrap_or_default();
     let types = file.opt_ints("tokenizer.ggml.token_type")?;
     if let Some(types) = &types
         && types.len() != tokens.len()
@@ -166,13 +168,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<HfTokenizer, ModelError> {
             message: format!("building the tokenizer from tokenizer.ggml.*: {err}"),
         })?;
     let chat_template = file.opt_str("tokenizer.chat_template")?.map(str::to_owned);
-    HfTokenizer::from_parts(
-        inner,
-        file.path().to_path_buf(),
-        chat_template,
-        bos,
-        eos,
-    )
+    HfTokenizer::from_parts(inner, file.path().to_path_buf(), chat_template, bos, eos)
 }
 
 #[cfg(test)]
