@@ -266,6 +266,7 @@ fn q4_0_and_q4_1_unpack_low_then_high_nibbles() {
 }
 
 /// Eight 6-bit scales and mins packed into 12 bytes as Q4_K / Q5_K store them.
+#[allow(clippy::needless_range_loop)] // the indices are the layout's
 fn pack_k_scales(sc: [u8; 8], m: [u8; 8]) -> [u8; 12] {
     let mut out = [0u8; 12];
     for j in 0..4 {

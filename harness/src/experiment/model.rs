@@ -239,8 +239,9 @@ enum Kind {
 impl ModelSource {
     /// The model of `experiment`: checks that the preset exists, or that the Hugging Face
     /// directory has a supported `config.json`, weights and a `tokenizer.json` whose ids fit
-    /// the model's vocabulary (the weights themselves are not read). Errors name `model.preset`
-    /// or `model.hf` and the file at fault.
+    /// the model's vocabulary (the weights themselves are not read), or that the GGUF file's
+    /// header, tensor ranges, architecture and tokenizer are sound (its tensor data is not
+    /// read). Errors name `model.preset`, `model.hf` or `model.gguf` and the file at fault.
     pub fn of(section: &ModelSection, origin: &str) -> Result<Self, HarnessError> {
         let invalid = |key: &str, problem: String| HarnessError::Invalid {
             origin: origin.to_string(),

@@ -240,6 +240,8 @@ fn q5_k(block: &[u8], out: &mut Vec<f32>) {
     }
 }
 
+// The indices are the block layout's; iterators would hide it.
+#[allow(clippy::needless_range_loop)]
 fn q6_k(block: &[u8], out: &mut Vec<f32>) {
     let low = &block[0..128];
     let high = &block[128..192];
