@@ -332,9 +332,10 @@ fn the_smollm2_experiment_parses_against_a_stand_in_directory() {
     let text = read(&repo().join("experiments/smollm2-135m.toml"));
     let line = text
         .lines()
-        .find(|l| l.trim_start().starts_with("hf = "))
-        .expect("experiments/smollm2-135m.toml has an `hf = ` line");
-    // The tiny Llama stands in for SmolLM2 (same architecture and layer names).
+        .find(|l| l.trim_start().starts_with("gguf = "))
+        .expect("experiments/smollm2-135m.toml has a `gguf = ` line");
+    // The tiny Llama stands in for SmolLM2 (same architecture and layer names), through the
+    // `hf` route the file documents as the alternative.
     let text = text.replace(line, &format!("hf = \"{}\"", fixture("llama").display()));
     let root = scratch("smollm2");
     let file = write(&root, "smollm2-135m.toml", &text);

@@ -188,6 +188,39 @@ pub enum ModelError {
         vocab_size: usize,
     },
 
+    /// A GGUF file whose container cannot be read (magic, version, metadata, descriptors).
+    #[error("GGUF file {}: {message}", path.display())]
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A GGUF metadata key that is missing, of the wrong type, or with a value this crate
+    /// cannot build a model or tokenizer from.
+    #[error("GGUF file {}: metadata key `{key}` {reason}", path.display())]
+    GgufMetadata {
+        /// The GGUF file.
+        path: PathBuf,
+        /// The key, e.g. `llama.attention.head_count`.
+        key: String,
+        /// What is wrong with it, with the allowed values where there is a list.
+        reason: String,
+    },
+
+    /// A GGUF tensor that cannot be imported: its data lies past the end of the file, its
+    /// type is not one this crate dequantises, or its shape does not fit the model.
+    #[error("GGUF file {}: tensor `{tensor}` {reason}", path.display())]
+    GgufTensor {
+        /// The GGUF file.
+        path: PathBuf,
+        /// The tensor's name in the file, e.g. `blk.0.attn_q.weight`.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// LoRA settings or targets that cannot adapt a model.
     #[error("invalid LoRA config: `{field}` {reason}")]
     InvalidLora {

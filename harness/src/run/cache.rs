@@ -57,7 +57,7 @@ pub enum EntryOutcome {
         last_loss: f32,
     },
     /// Nothing was trained (a base stage of 0 steps): the stage's model is the imported model
-    /// itself, loaded again from `model.hf`; no checkpoint is stored.
+    /// itself, loaded again from `model.hf` or `model.gguf`; no checkpoint is stored.
     Imported,
     /// The loss became NaN or infinite; no checkpoint is stored.
     Diverged {
