@@ -130,8 +130,13 @@ fn fused_imported_models_match_burns_compositions() {
             "{name} loss: fused {fused_loss}, burn {plain_loss}"
         );
         let worst = worst_relative(&fused, &plain);
-        eprintln!("{name}: loss {fused_loss} / {plain_loss}, worst relative gradient difference {worst:e}");
-        assert!(worst < 1e-4, "{name}: worst relative gradient difference {worst}");
+        eprintln!(
+            "{name}: loss {fused_loss} / {plain_loss}, worst relative gradient difference {worst:e}"
+        );
+        assert!(
+            worst < 1e-4,
+            "{name}: worst relative gradient difference {worst}"
+        );
         let (again_loss, again) = step(&model, &batch);
         assert_eq!(fused_loss.to_bits(), again_loss.to_bits(), "{name}");
         assert_eq!(fused, again, "{name}");
