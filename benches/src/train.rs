@@ -166,9 +166,13 @@ struct RandomMatrices;
 impl ModuleMapper for RandomMatrices {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if D == 2 {
+            // The new tensor keeps the old one's gradient tracking: a parameter whose tensor
+            // does not require a gradient gets none, and the optimizer would skip it.
             param.map(|t| {
                 let device = t.device();
+                let tracked = t.is_require_grad();
                 Tensor::random(t.dims(), Distribution::Normal(0.0, 0.02), &device)
+                    .set_require_grad(tracked)
             })
         } else {
             param

