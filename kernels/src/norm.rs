@@ -297,7 +297,8 @@ pub fn rms_norm_forward_values(x: &[f32], gamma: &[f32], epsilon: f32) -> (Vec<f
         .zip(x.par_chunks(d))
         .zip(rstd.par_iter_mut())
         .for_each(|((y, x), rstd)| {
-            let r = 1.0 / (crate::simd::square_sum(x) / d as f32 + epsilon).sqrt();
+            // `x - 0.0` is `x` bit for bit: the centred sum at 0 is the plain sum of squares.
+            let r = 1.0 / (crate::simd::centered_square_sum(x, 0.0) / d as f32 + epsilon).sqrt();
             crate::simd::scale_by_gamma(x, y, r, gamma);
             *rstd = r;
         });

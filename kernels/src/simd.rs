@@ -331,26 +331,6 @@ multiversion! {
 }
 
 multiversion! {
-    /// `sum(x^2)` (eight accumulators, fixed order).
-    pub fn square_sum(xs: &[f32]) -> f32 {
-        let mut acc = [0.0f32; 8];
-        let chunks = xs.chunks_exact(8);
-        let rest = chunks.remainder();
-        for chunk in chunks {
-            for (a, &x) in acc.iter_mut().zip(chunk) {
-                *a += x * x;
-            }
-        }
-        let mut total =
-            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for &x in rest {
-            total += x * x;
-        }
-        total
-    }
-}
-
-multiversion! {
     /// `y = x * rstd * gamma`, elementwise over one row (RMS norm's output).
     pub fn scale_by_gamma(x: &[f32], y: &mut [f32], rstd: f32, gamma: &[f32]) {
         for ((y, &x), &g) in y.iter_mut().zip(x).zip(gamma) {

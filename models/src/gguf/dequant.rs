@@ -1,7 +1,7 @@
 //! Dequantisation of GGUF tensor data to f32.
 //!
 //! Written here because no crate on crates.io that fits this workspace implements the K-quants
-//! (`ggml-quants` 0.1 leaves them `todo!()`; candle's implementation comes with all of
+//! (`ggml-quants` 0.1 leaves them as panicking placeholders; candle's implementation comes with all of
 //! candle-core). The block layouts follow ggml's (`ggml-common.h`, `ggml-quants.c`); every block
 //! is little-endian, and values come out in the order they are stored.
 
