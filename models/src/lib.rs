@@ -132,7 +132,7 @@ pub use lora::{
     LoraConfig, SUBSTRATE_NAMES, Substrate, attach_lora, attach_lora_seeded, has_lora,
     lora_target_paths, merge_lora, prepare_substrate,
 };
-pub use tiny_gpt::{Block, Mlp, TinyGpt};
+pub use tiny_gpt::{Block, Mlp, TinyGpt, masked_cross_entropy};
 pub use tokenizer::{
     CHAT_TEMPLATE_FILE, ChatMessage, HfTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
 };

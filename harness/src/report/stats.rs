@@ -56,6 +56,41 @@ pub fn bootstrap_mean(values: &[f64], seed: u64) -> Option<MeanInterval> {
     })
 }
 
+/// A two-level (hierarchical) bootstrap of a rate measured on items (prompts) within groups
+/// (seeds): each of [`BOOTSTRAP_RESAMPLES`] resamples draws the groups with replacement, then
+/// the items within each drawn group with replacement, and takes the mean of the group means.
+/// Its 95% percentile interval carries both sources of error, seed and prompt; compared with the
+/// bootstrap over seeds alone ([`bootstrap_mean`] of the group means) it shows which one
+/// dominates. `groups[g]` holds group `g`'s per-item outcomes (1.0 / 0.0 for a proportion). The
+/// mean is the mean of the group means. `None` when there is no group or a group is empty.
+pub fn hierarchical_bootstrap(groups: &[Vec<f64>], seed: u64) -> Option<MeanInterval> {
+    if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+        return None;
+    }
+    let mean_of = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let n = groups.len();
+    let mean = groups.iter().map(|g| mean_of(g)).sum::<f64>() / n as f64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            (0..n)
+                .map(|_| {
+                    let g = &groups[rng.random_range(0..n)];
+                    let m = g.len();
+                    (0..m).map(|_| g[rng.random_range(0..m)]).sum::<f64>() / m as f64
+                })
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    Some(MeanInterval {
+        mean,
+        interval: Some([quantile(&means, 0.025), quantile(&means, 0.975)]),
+        n,
+    })
+}
+
 /// The `q` quantile of sorted values, interpolating linearly between order statistics (numpy's
 /// default).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -202,6 +237,45 @@ mod tests {
         assert_eq!(bootstrap_mean(&[], 7), None);
         let same = bootstrap_mean(&[0.25, 0.25, 0.25], 7).unwrap();
         assert_eq!(same.interval, Some([0.25, 0.25]));
+    }
+
+    #[test]
+    fn hierarchical_bootstrap_adds_prompt_error_to_seed_error() {
+        // Five seeds with the same rate (0.5 on 40 prompts each): no seed error at all, so
+        // the bootstrap over seeds collapses while the two-level one keeps the prompt error.
+        let same: Vec<Vec<f64>> = (0..5)
+            .map(|_| (0..40).map(|i| (i % 2) as f64).collect())
+            .collect();
+        let means: Vec<f64> = same.iter().map(|g| g.iter().sum::<f64>() / 40.0).collect();
+        assert_eq!(
+            bootstrap_mean(&means, 3).unwrap().interval,
+            Some([0.5, 0.5])
+        );
+        let h = hierarchical_bootstrap(&same, 3).unwrap();
+        let [lo, hi] = h.interval.unwrap();
+        assert_eq!(h.mean, 0.5);
+        // Prompt error of a mean over 200 prompts: sd sqrt(0.25 / 200) = 0.035, so the
+        // interval is about 0.5 +- 0.07.
+        assert!(lo < 0.45 && lo > 0.38 && hi > 0.55 && hi < 0.62, "{h:?}");
+        // Seeds that differ: the two-level interval is at least as wide as the seed one.
+        let spread: Vec<Vec<f64>> = (0..5)
+            .map(|s| (0..40).map(|i| (i < 8 * s) as u8 as f64).collect())
+            .collect();
+        let means: Vec<f64> = spread
+            .iter()
+            .map(|g| g.iter().sum::<f64>() / 40.0)
+            .collect();
+        let seeds = bootstrap_mean(&means, 3).unwrap().interval.unwrap();
+        let both = hierarchical_bootstrap(&spread, 3)
+            .unwrap()
+            .interval
+            .unwrap();
+        assert!(
+            both[1] - both[0] >= seeds[1] - seeds[0] - 1e-9,
+            "{seeds:?} {both:?}"
+        );
+        assert_eq!(hierarchical_bootstrap(&[], 3), None);
+        assert_eq!(hierarchical_bootstrap(&[vec![]], 3), None);
     }
 
     #[test]

@@ -147,7 +147,10 @@ enum Block<'a> {
 fn est(e: Option<&Estimate>) -> String {
     match e {
         Some(e) if e.kind == IntervalKind::None && e.n == 1 => format!("{:.2} (1 seed)", e.value),
-        Some(e) => fmt_estimate(e),
+        Some(e) => match e.hierarchical {
+            Some([lo, hi]) => format!("{} · seeds+prompts [{lo:.2}, {hi:.2}]", fmt_estimate(e)),
+            None => fmt_estimate(e),
+        },
         None => "-".into(),
     }
 }
@@ -263,8 +266,11 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
     out.push(Block::Table(header, rows));
     out.push(Block::Para(
         "Each entry: the mean over the group's seeds with its 95% percentile-bootstrap interval \
-         over seeds (2000 resamples, fixed RNG seed); for a group of one seed, that cell's rate \
-         with its 95% Wilson interval. \"After removal\" is the last removal eval of the cells \
+         over seeds (2000 resamples, fixed RNG seed), then, after `seeds+prompts`, the 95% \
+         interval of a two-level bootstrap that resamples seeds and then prompts within each \
+         seed: the first interval is seed error alone, the second seed and prompt error \
+         together, so where the two are alike seeds dominate; for a group of one seed, that \
+         cell's rate with its 95% Wilson interval. \"After removal\" is the last removal eval of the cells \
          whose removal finished. Pareto area: see the plot below; n/a where the backdoor rate \
          or the capability at removal step 0 is zero; cells whose removal diverged are left out."
             .into(),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::Stage;
-use crate::science::{EvalRecord, Generation};
+use crate::science::{EvalRecord, Generation, PairedDifference};
 
 /// A metrics line: the cell's label and one eval record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +55,23 @@ pub enum CellStatus {
         /// The loss value, as text (`NaN`, `inf`).
         loss: String,
     },
+}
+
+impl CellSummary {
+    /// The stages whose stopping rule (`until`) was never met, as `base`, `insert`.
+    pub fn unmet_criteria(&self) -> Vec<Stage> {
+        [
+            (Stage::Base, self.base.as_ref()),
+            (Stage::Insert, self.after_insert.as_ref()),
+        ]
+        .into_iter()
+        .filter(|(_, r)| {
+            r.and_then(|r| r.criterion.as_ref())
+                .is_some_and(|c| !c.met())
+        })
+        .map(|(stage, _)| stage)
+        .collect()
+    }
 }
 
 impl CellStatus {
@@ -120,6 +137,11 @@ pub struct CellSummary {
     /// The last eval point whose metrics are finite.
     #[serde(default)]
     pub last_metrics: Option<EvalRecord>,
+    /// Capability lost during insertion: base capability minus capability after insertion, on
+    /// the same clean held-out prompts, with a paired 95% interval (absent in older runs and
+    /// when either stage has no eval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability_lost_in_insert: Option<PairedDifference>,
     /// First removal eval step with a backdoor rate below [`super::REMOVED_BELOW`] (None:
     /// never).
     #[serde(default)]

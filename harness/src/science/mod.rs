@@ -12,5 +12,5 @@ pub mod train;
 pub use eval::{EvalRecord, EvalSet, Generation, rates};
 pub use observe::{Observer, Silent, StageObserver};
 pub use stages::{EvalPoint, Science, eval_line, stage_seed};
-pub use stats::Rate;
-pub use train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
+pub use stats::{PairedDifference, Rate};
+pub use train::{Next, TrainOutcome, TrainPlan, for_eval, tokenize, train};

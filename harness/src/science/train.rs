@@ -69,14 +69,25 @@ pub struct TrainPlan<'a> {
     pub device: &'a Device,
 }
 
+/// What the training loop does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Take the next step (if the plan has one).
+    Continue,
+    /// Stop here: the stage is done (a stopping rule was met and its extra steps taken).
+    Stop,
+}
+
 /// How a stage ended.
 pub enum TrainOutcome {
-    /// Every step ran.
+    /// Training ran to its end (every step, or until the caller stopped it).
     Finished {
         /// The trained model.
         model: ZooModel,
         /// Training loss of the last step.
         last_loss: f32,
+        /// Steps taken.
+        steps: usize,
     },
     /// The loss became NaN or infinite at `step` (1-based); `model` is the last model whose
     /// loss was finite.
@@ -91,12 +102,12 @@ pub enum TrainOutcome {
 }
 
 /// Train `model` by `plan`; `after_step(step, model)` runs after every step (1-based), where
-/// the caller evaluates on its schedule.
+/// the caller evaluates on its schedule and may stop training ([`Next::Stop`]).
 pub fn train(
     mut model: ZooModel,
     plan: &TrainPlan<'_>,
     observer: &dyn Observer,
-    mut after_step: impl FnMut(usize, &ZooModel) -> Result<(), HarnessError>,
+    mut after_step: impl FnMut(usize, &ZooModel) -> Result<Next, HarnessError>,
 ) -> Result<TrainOutcome, HarnessError> {
     let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
     let n = plan.data.len();
@@ -127,10 +138,21 @@ pub fn train(
         model = optimizer.step(model, grads)?;
         last_loss = loss_value;
         bar.step(step, loss_value, optimizer.current_lr());
-        after_step(step, &model)?;
+        if after_step(step, &model)? == Next::Stop {
+            bar.finish(&format!("loss {last_loss:.4}, stopped at step {step}"));
+            return Ok(TrainOutcome::Finished {
+                model,
+                last_loss,
+                steps: step,
+            });
+        }
     }
     bar.finish(&format!("loss {last_loss:.4}"));
-    Ok(TrainOutcome::Finished { model, last_loss })
+    Ok(TrainOutcome::Finished {
+        model,
+        last_loss,
+        steps: plan.steps,
+    })
 }
 
 /// The model without autodiff, for evaluation and generation, with any LoRA adapters folded
