@@ -116,6 +116,9 @@ pub struct CellSummary {
     pub axes: BTreeMap<String, String>,
     /// The insertion optimizer's name.
     pub insert_optimizer: String,
+    /// The insertion learning rate (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_lr: Option<f64>,
     /// The removal method.
     pub remove_method: String,
     /// The removal optimizer's name.

@@ -59,6 +59,7 @@ pub fn run_cell(cell: &Cell, dir: &Path, ctx: &RunContext) -> Result<CellSummary
         seed: Some(experiment.seed),
         axes: cell.axes.clone(),
         insert_optimizer: experiment.insert.optimizer.name().to_string(),
+        insert_lr: Some(experiment.insert.optimizer.lr()),
         remove_method: experiment.remove.method.name().to_string(),
         remove_optimizer: experiment.remove.optimizer.name().to_string(),
         remove_lr: experiment.remove.optimizer.lr(),
