@@ -783,3 +783,42 @@ fn rates_over_seeds_show_the_two_level_interval_beside_the_seed_one() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("seeds+prompts ["), "{md}");
 }
+
+#[test]
+fn the_headline_shows_capability_lost_the_insertion_rule_and_the_interval_kinds() {
+    let root = scratch("lost");
+    let cells = synth_cells(&["adam"], &[0, 1], false);
+    let dir = write_run(&root, "lost", &cells, true);
+    // Give every cell a capability loss and an insertion rule, met on seed 0 only.
+    for (index, c) in cells.iter().enumerate() {
+        let slug = format!("{index:02}-{}-{}-{}", c.insert, c.lr, c.seed);
+        let path = dir.join("cells").join(slug).join("summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        summary["capability_lost_in_insert"] =
+            json!({"value": 0.02 + 0.02 * c.seed as f64, "ci": [-0.03, 0.08], "n": 50});
+        let mut insert = serde_json::to_value(&c.metrics[1]).unwrap();
+        insert["criterion"] = json!({
+            "rule": "backdoor_rate >= 0.95",
+            "met_at": if c.seed == 0 { json!(20) } else { json!(null) },
+            "steps_trained": 30, "checks": [],
+        });
+        summary["after_insert"] = insert;
+        std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    }
+    let a = analyse(&load_run(&dir).unwrap());
+    for g in &a.groups {
+        let lost = g.capability_lost.unwrap();
+        assert!((lost.value - 0.03).abs() < 1e-12, "{lost:?}");
+        assert_eq!(lost.n, 2);
+        assert_eq!(g.insert_criterion, Some((1, 2, vec![20])));
+    }
+    if !font_available() {
+        return;
+    }
+    report(&args(&dir, None)).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("capability lost in insert"), "{md}");
+    assert!(md.contains("met 1/2 (step 20): 1 NOT MET"), "{md}");
+    assert!(md.contains("bootstrap over seeds"), "{md}");
+}

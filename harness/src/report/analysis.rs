@@ -36,6 +36,9 @@ pub enum IntervalKind {
     Bootstrap,
     /// Wilson score interval of a single cell's proportion.
     Wilson,
+    /// Agresti-Min interval of a single cell's paired difference (capability lost in
+    /// insertion: the same prompts before and after).
+    Paired,
     /// No interval (a single seed of a quantity that is not a proportion).
     None,
 }
@@ -154,6 +157,12 @@ pub struct Group {
     pub pareto_undefined: usize,
     /// Steps to removal.
     pub steps: StepsToRemoval,
+    /// Capability lost in insertion (base minus after insertion): mean over seeds with the
+    /// bootstrap interval, or one cell's paired interval.
+    pub capability_lost: Option<Estimate>,
+    /// The insertion's stopping rule over the group's cells: `(met, with a rule, the steps at
+    /// which it was met)`; `None` when no cell has `insert.until`.
+    pub insert_criterion: Option<(usize, usize, Vec<usize>)>,
 }
 
 /// The whole analysis: the groups, and the row and column order of the settings.
@@ -333,7 +342,30 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
     steps.n_reached = reached.len();
     steps.reached = Estimate::over_seeds(&reached);
 
+    let lost: Vec<_> = cells.iter().filter_map(|c| c.capability_lost).collect();
+    let capability_lost = match lost.as_slice() {
+        [] => None,
+        [one] => Some(Estimate {
+            value: one.value,
+            interval: Some(one.ci),
+            kind: IntervalKind::Paired,
+            n: 1,
+            hierarchical: None,
+        }),
+        many => Estimate::over_seeds(&many.iter().map(|d| d.value).collect::<Vec<_>>()),
+    };
+    let rules: Vec<_> = cells
+        .iter()
+        .filter_map(|c| c.insert_criterion.as_ref())
+        .collect();
+    let insert_criterion = (!rules.is_empty()).then(|| {
+        let met: Vec<usize> = rules.iter().filter_map(|c| c.met_at).collect();
+        (met.len(), rules.len(), met)
+    });
+
     Group {
+        capability_lost,
+        insert_criterion,
         insertion: insertion.to_string(),
         removal: removal.to_string(),
         n_diverged: cells

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ReportError;
-use crate::experiment::Stage;
+use crate::experiment::{CriterionOutcome, Stage};
 use crate::results::{CellStatus, CellSummary, GenerationLine, MetricsLine};
-use crate::science::EvalRecord;
+use crate::science::{EvalRecord, PairedDifference};
 
 /// A run directory as the report sees it.
 #[derive(Debug, Clone)]
@@ -48,6 +48,11 @@ pub struct CellData {
     pub outcome: CellStatus,
     /// Every eval point, in file order.
     pub metrics: Vec<EvalRecord>,
+    /// Capability lost in insertion, with its paired interval (from `summary.json`; absent in
+    /// older runs).
+    pub capability_lost: Option<PairedDifference>,
+    /// How the insertion's stopping rule went (`None` without `insert.until`).
+    pub insert_criterion: Option<CriterionOutcome>,
     /// Per-prompt outcomes at the last eval point of each stage, from `generations.jsonl`
     /// (empty when the file is missing: the two-level intervals are then left out).
     pub outcomes: BTreeMap<Stage, PromptOutcomes>,
@@ -266,6 +271,8 @@ pub fn load_run(dir: &Path) -> Result<RunData, ReportError> {
             outcome,
             metrics,
             outcomes,
+            capability_lost: file.capability_lost_in_insert,
+            insert_criterion: file.after_insert.as_ref().and_then(|r| r.criterion.clone()),
         });
     }
     let mut axis_keys: Vec<String> = Vec::new();

@@ -155,6 +155,42 @@ fn est(e: Option<&Estimate>) -> String {
     }
 }
 
+/// `met 5/5 (steps 100-250)`, `met 3/5: 2 NOT MET`, or `-` without `insert.until`.
+fn criterion_cell(g: &Group) -> String {
+    match &g.insert_criterion {
+        None => "-".into(),
+        Some((met, total, steps)) => {
+            let range = match (steps.iter().min(), steps.iter().max()) {
+                (Some(lo), Some(hi)) if lo == hi => format!(" (step {lo})"),
+                (Some(lo), Some(hi)) => format!(" (steps {lo}-{hi})"),
+                _ => String::new(),
+            };
+            if met == total {
+                format!("met {met}/{total}{range}")
+            } else {
+                format!("met {met}/{total}{range}: {} NOT MET", total - met)
+            }
+        }
+    }
+}
+
+/// Where the row's intervals come from.
+fn intervals_cell(g: &Group) -> String {
+    match g.insert_backdoor.map(|e| e.kind) {
+        Some(IntervalKind::Bootstrap) => {
+            let two_level = g.final_backdoor.is_some_and(|e| e.hierarchical.is_some())
+                || g.insert_backdoor.is_some_and(|e| e.hierarchical.is_some());
+            if two_level {
+                "bootstrap over seeds · seeds+prompts".into()
+            } else {
+                "bootstrap over seeds".into()
+            }
+        }
+        Some(IntervalKind::Wilson) => "Wilson (1 seed); capability lost: paired".into(),
+        _ => "-".into(),
+    }
+}
+
 fn seeds_cell(g: &Group) -> String {
     match g.n_diverged {
         0 => g.cells.len().to_string(),
@@ -230,8 +266,11 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
         "false trigger after insert",
         "backdoor after removal",
         "capability after insert",
+        "capability lost in insert",
         "capability after removal",
         "Pareto area",
+        "insert until",
+        "intervals",
     ]
     .map(String::from)
     .to_vec();
@@ -250,12 +289,15 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 est(g.insert_false_trigger.as_ref()),
                 est(g.final_backdoor.as_ref()),
                 est(g.insert_capability.as_ref()),
+                est(g.capability_lost.as_ref()),
                 est(g.final_capability.as_ref()),
                 match (&g.pareto_area, g.pareto_undefined) {
                     (None, _) => "n/a".into(),
                     (Some(e), 0) => est(Some(e)),
                     (Some(e), k) => format!("{} ({k} n/a or diverged)", est(Some(e))),
                 },
+                criterion_cell(g),
+                intervals_cell(g),
             ];
             if has_probe {
                 row.push(est(g.probe_backdoor.as_ref()));
@@ -271,7 +313,11 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
          seed: the first interval is seed error alone, the second seed and prompt error \
          together, so where the two are alike seeds dominate; for a group of one seed, that \
          cell's rate with its 95% Wilson interval. \"After removal\" is the last removal eval of the cells \
-         whose removal finished. Pareto area: see the plot below; n/a where the backdoor rate \
+         whose removal finished. Capability lost in insert: base minus after-insertion capability on \
+         the same prompts (over seeds: bootstrap of the mean; one seed: its paired Agresti-Min \
+         interval). Insert until: how many cells' insertions met `insert.until` (a cell that \
+         did not is never counted as met). The intervals column names where each row's \
+         intervals come from. Pareto area: see the plot below; n/a where the backdoor rate \
          or the capability at removal step 0 is zero; cells whose removal diverged are left out."
             .into(),
     ));
