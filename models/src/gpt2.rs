@@ -118,13 +118,33 @@ impl Gpt2Config {
                     .into(),
             ));
         }
+        let n_inner = raw.n_inner.unwrap_or(raw.n_embd.saturating_mul(4));
+        // Absurd sizes are refused before anything is allocated.
+        let keys = [
+            ("vocab_size", raw.vocab_size),
+            ("n_embd", raw.n_embd),
+            ("n_layer", raw.n_layer),
+            ("n_positions", raw.n_positions),
+            ("n_inner", n_inner),
+        ];
+        crate::limits::check_weight_memory(&keys, |v| {
+            use crate::limits::mul;
+            let [vocab, embd, layers, positions, inner] = [v[0], v[1], v[2], v[3], v[4]];
+            let layer = mul(embd, embd)
+                .saturating_mul(4)
+                .saturating_add(mul(embd, inner).saturating_mul(2));
+            mul(vocab, embd)
+                .saturating_add(mul(positions, embd))
+                .saturating_add(mul(layers, layer))
+        })
+        .map_err(|(i, reason)| bad(keys[i].0, reason))?;
         Ok(Self {
             vocab_size: raw.vocab_size,
             n_embd: raw.n_embd,
             n_layer: raw.n_layer,
             n_head: raw.n_head,
             n_positions: raw.n_positions,
-            n_inner: raw.n_inner.unwrap_or(4 * raw.n_embd),
+            n_inner,
             layer_norm_epsilon: raw.layer_norm_epsilon,
             activation_function: raw.activation_function,
         })

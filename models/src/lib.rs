@@ -109,6 +109,7 @@ mod gpt2;
 mod hf;
 mod init;
 mod language_model;
+pub mod limits;
 mod llama;
 mod lora;
 mod tiny_gpt;

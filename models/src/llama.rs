@@ -169,6 +169,20 @@ impl LlamaConfig {
                 format!("is {head_dim}; rotary embeddings need an even width above 0"),
             ));
         }
+        // Absurd sizes are refused before anything (the rotary table included) is allocated.
+        let keys = [
+            ("vocab_size", raw.vocab_size),
+            ("hidden_size", raw.hidden_size),
+            ("intermediate_size", raw.intermediate_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", heads),
+            ("num_key_value_heads", kv_heads),
+            ("head_dim", head_dim),
+        ];
+        crate::limits::check_weight_memory(&keys, |v| {
+            crate::limits::llama_params(v, raw.tie_word_embeddings)
+        })
+        .map_err(|(i, reason)| bad(keys[i].0, reason))?;
         if let Some(act) = &raw.hidden_act
             && act != "silu"
         {

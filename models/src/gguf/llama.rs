@@ -222,6 +222,20 @@ pub fn llama_config_from_gguf(file: &GgufFile) -> Result<(LlamaConfig, String), 
     }
     let vocab = embd.dims[1];
     let tied = file.tensor("output.weight").is_none();
+    // Absurd sizes are refused before anything (the rotary table included) is allocated.
+    let names = [
+        "token_embd.weight (vocabulary)".to_string(),
+        key("embedding_length"),
+        key("feed_forward_length"),
+        key("block_count"),
+        key("attention.head_count"),
+        key("attention.head_count_kv"),
+        key("attention.key_length"),
+    ];
+    let sizes = [vocab, hidden, ffn, layers, heads, kv_heads, head_dim];
+    let keys: Vec<(&str, usize)> = names.iter().map(String::as_str).zip(sizes).collect();
+    crate::limits::check_weight_memory(&keys, |v| crate::limits::llama_params(v, tied))
+        .map_err(|(i, reason)| file.bad_key(&names[i], reason))?;
     // As transformers and llama.rs compute them: in f32.
     let inv_freq: Vec<f32> = (0..head_dim / 2)
         .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
