@@ -301,6 +301,17 @@ fn fewer_heldout_prompts_than_requested_is_an_error() {
 }
 
 #[test]
+fn an_absurd_eval_size_is_refused_up_front_naming_the_key_and_the_limit() {
+    // Once, this drew prompts for hours at 100% CPU without a word (a hang fails the run).
+    let err = run_err(
+        "absurd-prompts",
+        &TINY.replace("prompts = 4", "prompts = 100000000"),
+    );
+    assert!(err.contains("eval.prompts"), "{err}");
+    assert!(err.contains("at most 100000"), "{err}");
+}
+
+#[test]
 fn a_bad_jsonl_line_is_named() {
     let root = scratch("bad-jsonl");
     write(

@@ -138,6 +138,11 @@ impl StageConfig {
     }
 }
 
+/// The most held-out prompts per set `eval.prompts` may ask for. Beyond it an eval point's
+/// completions (kept in memory and in `generations.jsonl`) outgrow any machine this runs on,
+/// and drawing them alone takes hours.
+pub const MAX_EVAL_PROMPTS: usize = 100_000;
+
 /// How often a stopping rule is checked when `eval_every` is not given.
 pub const DEFAULT_CHECK_EVERY: usize = 25;
 
@@ -460,6 +465,17 @@ impl Experiment {
         }
         if self.eval.prompts == 0 {
             return Err(invalid("eval.prompts", "must be at least 1".into()));
+        }
+        if self.eval.prompts > MAX_EVAL_PROMPTS {
+            return Err(invalid(
+                "eval.prompts",
+                format!(
+                    "is {}; at most {MAX_EVAL_PROMPTS} are served (every eval point generates \
+                     that many clean and as many triggered completions and keeps each one, in \
+                     memory and in generations.jsonl)",
+                    self.eval.prompts
+                ),
+            ));
         }
         if self.eval.max_new_tokens == 0 || self.eval.batch_size == 0 {
             return Err(invalid(
