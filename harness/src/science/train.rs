@@ -138,7 +138,7 @@ pub fn train(
         model = optimizer.step(model, grads)?;
         last_loss = loss_value;
         bar.step(step, loss_value, optimizer.current_lr());
-        if after_step(step, &model)? == Next::Stop {
+        if after_step(step, &model)? == Next::Stop && step < plan.steps {
             bar.finish(&format!("loss {last_loss:.4}, stopped at step {step}"));
             return Ok(TrainOutcome::Finished {
                 model,
