@@ -210,11 +210,14 @@ pub fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Arc<PluginLibr
     Ok(library)
 }
 
+/// A function called with a plugin's path; see [`after_hash_hook`].
+pub type PathHook = Option<fn(&Path)>;
+
 /// A hook run between hashing a plugin's file and loading it: only for tests that swap the file
 /// in between (the library loaded must be the one hashed).
 #[doc(hidden)]
-pub fn after_hash_hook() -> &'static Mutex<Option<fn(&Path)>> {
-    static HOOK: OnceLock<Mutex<Option<fn(&Path)>>> = OnceLock::new();
+pub fn after_hash_hook() -> &'static Mutex<PathHook> {
+    static HOOK: OnceLock<Mutex<PathHook>> = OnceLock::new();
     HOOK.get_or_init(Default::default)
 }
 
