@@ -3,9 +3,14 @@
 //! Results, checkpoints and cache entries are written with [`write_atomic`] (a temporary file
 //! in the same folder, synced, then renamed), so a killed run never leaves a half-written
 //! file. Files are identified by [`sha256_hex`] of their bytes or, streamed, by
-//! [`sha256_file`]. The crates above wrap the `std::io::Error`s in their own error types.
+//! [`sha256_file`]. Processes that share a folder take turns through [`lock::FileLock`]. The
+//! crates above wrap the `std::io::Error`s in their own error types.
 
 #![warn(missing_docs)]
+
+pub mod lock;
+
+pub use lock::{Access, FileLock};
 
 use std::io::Write;
 use std::path::Path;

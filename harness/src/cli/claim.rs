@@ -70,6 +70,11 @@ pub fn main(args: &ClaimArgs) -> i32 {
             print!("{}", outcome.report);
             outcome.status
         }
+        // Exit 1 means refuted here, so a failure is bad input, or Ctrl-C's 130.
+        Err(e @ HarnessError::Interrupted { .. }) => {
+            eprintln!("error: {e}");
+            i32::from(e.exit_code())
+        }
         Err(e) => {
             eprintln!("error: {e}");
             BAD_INPUT

@@ -75,12 +75,61 @@ pub enum OptimizersCommand {
     },
 }
 
-/// Run a parsed command line; `Err` carries the message for stderr.
-pub fn run(cli: Cli) -> Result<(), String> {
+/// Why a command failed: the message for stderr and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// The message (printed after `error: `).
+    pub message: String,
+    /// The exit status: 2 for bad input, 1 for a run that failed, 130 after Ctrl-C (see
+    /// [`HarnessError::exit_code`](crate::error::HarnessError::exit_code)).
+    pub code: u8,
+}
+
+impl From<crate::error::HarnessError> for Failure {
+    fn from(e: crate::error::HarnessError) -> Self {
+        let code = e.exit_code();
+        let mut message = e.to_string();
+        if code == crate::error::EXIT_INTERRUPTED {
+            message.push_str(&format!(":\n  {}", command_line()));
+        }
+        Self { message, code }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            code: crate::error::EXIT_FAILED,
+        }
+    }
+}
+
+/// This process's command line as a shell would take it back (arguments with spaces or
+/// quotes are single-quoted), for "run the same command again".
+fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run a parsed command line; `Err` carries the message for stderr and the exit status.
+pub fn run(cli: Cli) -> Result<(), Failure> {
     logs::init(cli.log_format);
     match cli.command {
         Command::Run(args) | Command::Sweep(args) => {
-            let outcome = crate::run::run(&args).map_err(|e| e.to_string())?;
+            let outcome = crate::run::run(&args)?;
             if args.dry_run || args.slurm {
                 return Ok(());
             }
@@ -92,13 +141,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 Err(format!(
                     "a stage diverged (NaN or infinite loss); see {}/summary.json",
                     outcome.dir.display()
-                ))
+                )
+                .into())
             }
         }
         Command::Node(args) => {
             // A divergence is a result (cached, reported by the cells that need the stage),
             // not a failure: the task succeeds so dependent arrays still run.
-            let outcome = crate::run::run_node_command(&args).map_err(|e| e.to_string())?;
+            let outcome = crate::run::run_node_command(&args)?;
             eprintln!(
                 "{} node of cell {}: {outcome:?}",
                 args.level.name(),
@@ -120,14 +170,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
             println!("{text}");
             match errors.len() {
                 0 => Ok(()),
-                n => Err(format!("{n} plugin(s) failed to load")),
+                n => Err(format!("{n} plugin(s) failed to load").into()),
             }
         }
         Command::Optimizers(OptimizersCommand::Describe { name }) => {
-            let text = crate::cli::optimizers::describe(&name).map_err(|e| e.to_string())?;
+            let text = crate::cli::optimizers::describe(&name).map_err(|e| Failure {
+                message: e.to_string(),
+                code: crate::error::EXIT_BAD_INPUT,
+            })?;
             println!("{text}");
             Ok(())
         }
-        Command::Plugin(command) => crate::cli::plugin::run(command),
+        Command::Plugin(command) => Ok(crate::cli::plugin::run(command)?),
     }
 }

@@ -102,6 +102,16 @@ pub struct StageConfig {
     /// With `until`: steps to keep training once the rule is met (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub extra_steps: usize,
+    /// What trains: `"full"` (default: every weight) or `"lora"` (low-rank adapters on the
+    /// layers `lora` names, everything else frozen). When the stage ends its adapters are
+    /// merged into their weights, so the cache and the next stage get a dense model (the
+    /// removal then trains new adapters, or every weight, as its own `substrate` says).
+    #[serde(default, skip_serializing_if = "is_full")]
+    pub substrate: Substrate,
+    /// The adapters for `substrate = "lora"`, e.g.
+    /// `{ rank = 16, alpha = 32.0, targets = ["q_proj", "v_proj"] }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -124,6 +134,8 @@ impl StageConfig {
             until: None,
             eval_every: None,
             extra_steps: 0,
+            substrate: Substrate::Full,
+            lora: None,
         }
     }
 
@@ -297,9 +309,22 @@ impl Experiment {
         }
     }
 
-    /// Parse TOML text; `path` only labels errors (`file:line:column: message`).
+    /// Parse TOML text; `path` only labels errors (`file:line:column: message`, with the
+    /// dotted key when a value is wrong: `` `base.steps`: invalid value: integer `-1` ``).
     pub fn parse(text: &str, path: &Path) -> Result<Self, HarnessError> {
-        toml::from_str::<Experiment>(text).map_err(|e| toml_error(path, text, &e))
+        let document = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e))?;
+        serde_path_to_error::deserialize(document).map_err(|e| {
+            let key = e.path().to_string();
+            let mut error = toml_error(path, text, e.inner());
+            if let HarnessError::Toml { message, .. } = &mut error
+                && !key.is_empty()
+                && key != "."
+                && !key.contains('?')
+            {
+                *message = format!("`{key}`: {message}");
+            }
+            error
+        })
     }
 
     /// Check what the types cannot: sizes, the trigger, families, names.
@@ -420,12 +445,22 @@ impl Experiment {
                 Some(_) => {}
             }
         }
-        for (stage, remove) in [
-            ("remove", Some(&self.remove)),
-            ("probe", self.probe.as_ref()),
-        ] {
-            let Some(remove) = remove else { continue };
-            match (remove.substrate, &remove.lora) {
+        let substrates = [
+            ("base", Some((self.base.substrate, &self.base.lora))),
+            ("insert", Some((self.insert.substrate, &self.insert.lora))),
+            ("remove", Some((self.remove.substrate, &self.remove.lora))),
+            (
+                "probe",
+                self.probe
+                    .as_ref()
+                    .map(|probe| (probe.substrate, &probe.lora)),
+            ),
+        ];
+        for (stage, substrate) in substrates {
+            let Some((substrate, lora)) = substrate else {
+                continue;
+            };
+            match (substrate, lora) {
                 (Substrate::Lora, None) => {
                     return Err(invalid(
                         &format!("{stage}.lora"),
@@ -450,6 +485,12 @@ impl Experiment {
                 }
                 (Substrate::Full, None) => {}
             }
+        }
+        for (stage, remove) in [
+            ("remove", Some(&self.remove)),
+            ("probe", self.probe.as_ref()),
+        ] {
+            let Some(remove) = remove else { continue };
             if remove.eval_every == 0 {
                 return Err(invalid(
                     &format!("{stage}.eval_every"),

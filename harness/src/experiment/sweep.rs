@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::config::Experiment;
 use super::overrides::{lookup, missing_key, short};
+use super::paths::to_plain_name;
 use crate::error::HarnessError;
 
 /// One cell of a sweep.
@@ -93,7 +94,8 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         } else {
             combo.iter().map(|(_, v)| short(v)).collect()
         };
-        let slug = format!("{index:02}-{}", sanitize(&slug_parts.join("-")));
+        // Values can hold `/` and `..` (plugin paths, triggers): the slug is a plain name.
+        let slug = format!("{index:02}-{}", to_plain_name(&slug_parts.join("-")));
         out.push(Cell {
             label,
             slug: slug.trim_end_matches('-').to_string(),
@@ -105,16 +107,4 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
         });
     }
     Ok(out)
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

