@@ -112,42 +112,80 @@ struct Step {
 }
 
 impl Step {
-    /// One element: updates `p`, `m`, `v` in place.
+    /// The moments of one element: `m`, `v` updated from the gradient `g` (the first step
+    /// writes them without reading).
     #[inline(always)]
-    fn apply(&self, p: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
-        let g = match self.variant {
-            Variant::Adam {
-                penalty: Some(penalty),
-                ..
-            } => *p * penalty + g,
-            _ => g,
-        };
+    fn moments<const FIRST: bool>(&self, g: f32, m: &mut f32, v: &mut f32) {
         let gm = g * self.one_minus_beta1;
         let gv = (g * g) * self.one_minus_beta2;
-        if self.first {
+        if FIRST {
             *m = gm;
             *v = gv;
         } else {
             *m = *m * self.beta1 + gm;
             *v = *v * self.beta2 + gv;
         }
-        *p = match self.variant {
+    }
+
+    /// Every element: updates `p`, `m`, `v` in place. The variant and the first-step flag
+    /// are matched once, outside the loop, so that each of the eight loops is straight-line
+    /// arithmetic the compiler vectorises (square root and division included: both are
+    /// correctly rounded in every lane, so the result is the scalar one, bit for bit).
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        if self.first {
+            self.apply_with::<true>(p, g, m, v)
+        } else {
+            self.apply_with::<false>(p, g, m, v)
+        }
+    }
+
+    fn apply_with<const FIRST: bool>(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let s = *self;
+        let lr = s.lr;
+        match s.variant {
             Variant::Adam {
-                combined, epsilon, ..
-            } => *p - ((*m * combined) / (v.sqrt() + epsilon)) * self.lr,
+                penalty: None,
+                combined,
+                epsilon,
+            } => zip4(p, g, m, v, move |p, g, m, v| {
+                s.moments::<FIRST>(g, m, v);
+                *p -= ((*m * combined) / (v.sqrt() + epsilon)) * lr;
+            }),
+            Variant::Adam {
+                penalty: Some(penalty),
+                combined,
+                epsilon,
+            } => zip4(p, g, m, v, move |p, g, m, v| {
+                s.moments::<FIRST>(*p * penalty + g, m, v);
+                *p -= ((*m * combined) / (v.sqrt() + epsilon)) * lr;
+            }),
             Variant::AdamW {
-                keep,
+                keep: None,
                 correction1,
                 correction2,
                 epsilon,
-            } => {
+            } => zip4(p, g, m, v, move |p, g, m, v| {
+                s.moments::<FIRST>(g, m, v);
                 let update = (*m / correction1) / ((*v / correction2).sqrt() + epsilon);
-                match keep {
-                    Some(keep) => *p * keep - update * self.lr,
-                    None => *p - update * self.lr,
-                }
-            }
-        };
+                *p -= update * lr;
+            }),
+            Variant::AdamW {
+                keep: Some(keep),
+                correction1,
+                correction2,
+                epsilon,
+            } => zip4(p, g, m, v, move |p, g, m, v| {
+                s.moments::<FIRST>(g, m, v);
+                let update = (*m / correction1) / ((*v / correction2).sqrt() + epsilon);
+                *p = *p * keep - update * lr;
+            }),
+        }
     }
 }
 
@@ -211,7 +249,7 @@ fn fused_step<const D: usize>(
         values_mut(&mut v),
     ) {
         (Some(p), Some(g), Some(m), Some(v)) => {
-            zip4(p, g, m, v, |p, g, m, v| step.apply(p, g, m, v));
+            step.apply(p, g, m, v);
             true
         }
         _ => false,
