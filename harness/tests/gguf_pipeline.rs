@@ -201,6 +201,7 @@ fn the_smollm2_experiment_parses_against_a_stand_in_gguf_file() {
         .expect("experiments/smollm2-135m.toml has a `gguf = ` line");
     // The tiny Llama GGUF stands in for SmolLM2 (same architecture and layer names).
     let text = text.replace(line, &format!("gguf = \"{}\"", fixture().display()));
+    let text = common::workspace_plugins_by_path(&text);
     let root = scratch("gguf-smollm2");
     let file = write(&root, "smollm2-135m.toml", &text);
     let experiment = Experiment::load(&file).unwrap();

@@ -337,6 +337,7 @@ fn the_smollm2_experiment_parses_against_a_stand_in_directory() {
     // The tiny Llama stands in for SmolLM2 (same architecture and layer names), through the
     // `hf` route the file documents as the alternative.
     let text = text.replace(line, &format!("hf = \"{}\"", fixture("llama").display()));
+    let text = common::workspace_plugins_by_path(&text);
     let root = scratch("smollm2");
     let file = write(&root, "smollm2-135m.toml", &text);
     let experiment = Experiment::load(&file).unwrap();

@@ -160,3 +160,18 @@ pub fn workspace_plugin(name: &str) -> PathBuf {
         std::env::consts::DLL_SUFFIX
     ))
 }
+
+/// `text` (an experiment file) with every `plugin = "NAME"` naming a workspace plugin by name
+/// replaced by the path of that plugin, built by [`workspace_plugin`]: a user's build finds it
+/// beside the binary, a test binary has none there.
+pub fn workspace_plugins_by_path(text: &str) -> String {
+    let mut out = text.to_string();
+    for name in ["lion", "soap"] {
+        let by_name = format!("plugin = \"{name}\"");
+        if out.contains(&by_name) {
+            let path = workspace_plugin(name);
+            out = out.replace(&by_name, &format!("plugin = \"{}\"", path.display()));
+        }
+    }
+    out
+}
