@@ -47,6 +47,7 @@ fn record(stage: &str, step: usize, backdoor_k: usize, capability_k: usize) -> E
         n_triggered: N,
         n_clean: N,
         criterion: None,
+        rl: None,
     }
 }
 

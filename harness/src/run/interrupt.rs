@@ -36,14 +36,17 @@ pub fn install() -> std::io::Result<()> {
             .name("sigint".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    if REQUESTED.swap(true, Ordering::SeqCst) {
+                    if requested() {
                         eprintln!("Ctrl-C again: stopping now");
                         std::process::exit(i32::from(EXIT_INTERRUPTED));
                     }
+                    // Said before the request is raised: the work may end (and the process
+                    // exit) as soon as it sees it.
                     eprintln!(
                         "Ctrl-C: stopping at the next safe point (press Ctrl-C again to stop \
                          at once)"
                     );
+                    REQUESTED.store(true, Ordering::SeqCst);
                 }
             })?;
     }

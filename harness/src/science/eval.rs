@@ -67,6 +67,10 @@ pub struct EvalRecord {
     /// eval point; absent for stages without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub criterion: Option<CriterionOutcome>,
+    /// An RL stage's training steps since the previous eval point: mean reward, KL estimate,
+    /// completion length and loss of each (see [`super::rl`]); absent for other stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<Vec<super::rl::RlStepStats>>,
 }
 
 fn nan() -> f64 {
@@ -335,6 +339,7 @@ pub fn rates(
         n_triggered: triggered.len(),
         n_clean: clean.len(),
         criterion: None,
+        rl: None,
     }
 }
 

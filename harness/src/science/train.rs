@@ -101,25 +101,18 @@ pub enum TrainOutcome {
     },
 }
 
-/// Train `model` by `plan`; `after_step(step, model)` runs after every step (1-based), where
-/// the caller evaluates on its schedule and may stop training ([`Next::Stop`]).
+/// Train `model` by `plan` on its data (supervised: the masked next-token loss of
+/// `batch_size` sequences per step); `after_step(step, model)` runs after every step
+/// (1-based), where the caller evaluates on its schedule and may stop training
+/// ([`Next::Stop`]).
 pub fn train(
-    mut model: ZooModel,
+    model: ZooModel,
     plan: &TrainPlan<'_>,
     observer: &dyn Observer,
-    mut after_step: impl FnMut(usize, &ZooModel) -> Result<Next, HarnessError>,
+    after_step: impl FnMut(usize, &ZooModel) -> Result<Next, HarnessError>,
 ) -> Result<TrainOutcome, HarnessError> {
-    let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
     let n = plan.data.len();
-    let bar = observer.stage(&plan.label, plan.steps);
-    let mut last_loss = f32::NAN;
-    for step in 1..=plan.steps {
-        if observer.stop_requested() {
-            bar.finish(&format!("interrupted before step {step}"));
-            return Err(HarnessError::Interrupted {
-                at: format!("before {} step {step}", plan.label),
-            });
-        }
+    let supervised = |step: usize, model: &ZooModel| {
         let start = (step - 1) * plan.batch_size;
         let rows: Vec<Sequence> = (start..start + plan.batch_size)
             .map(|i| plan.data[i % n].clone())
@@ -130,7 +123,33 @@ pub fn train(
                 source,
             }
         })?;
-        let loss = model.masked_loss(&batch);
+        Ok(model.masked_loss(&batch))
+    };
+    train_with(model, plan, observer, supervised, after_step)
+}
+
+/// The training loop with the loss of each step from `step_loss(step, model)` (a `[1]`
+/// tensor on the autodiff device): the supervised loss ([`train`]) or RL's
+/// ([`super::rl::RlStepper::loss`]). Optimizer, schedule, divergence, Ctrl-C and progress
+/// are the same for both; `plan.data` is only read by [`train`].
+pub fn train_with(
+    mut model: ZooModel,
+    plan: &TrainPlan<'_>,
+    observer: &dyn Observer,
+    mut step_loss: impl FnMut(usize, &ZooModel) -> Result<burn::tensor::Tensor<1>, HarnessError>,
+    mut after_step: impl FnMut(usize, &ZooModel) -> Result<Next, HarnessError>,
+) -> Result<TrainOutcome, HarnessError> {
+    let mut optimizer = ZooOptimizer::new(plan.optimizer, plan.schedule, plan.steps, &model);
+    let bar = observer.stage(&plan.label, plan.steps);
+    let mut last_loss = f32::NAN;
+    for step in 1..=plan.steps {
+        if observer.stop_requested() {
+            bar.finish(&format!("interrupted before step {step}"));
+            return Err(HarnessError::Interrupted {
+                at: format!("before {} step {step}", plan.label),
+            });
+        }
+        let loss = step_loss(step, &model)?;
         let loss_value = loss.clone().into_scalar::<f32>();
         if !loss_value.is_finite() {
             bar.finish(&format!("diverged at step {step} (loss {loss_value})"));
