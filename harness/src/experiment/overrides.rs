@@ -33,6 +33,16 @@ impl Experiment {
             }
             set(&mut table, key, value.clone());
         }
+        // A method swept away from `rl` leaves its stage's `rl` table behind (a sweep over
+        // `remove.method = ["hhh", "rl"]` gives the table to the rl cells only).
+        for stage in ["remove", "probe"] {
+            let method = overrides.get(&format!("{stage}.method"));
+            if method.is_some_and(|m| m.as_str() != Some("rl"))
+                && let Some(section) = table.get_mut(stage).and_then(|t| t.as_table_mut())
+            {
+                section.remove("rl");
+            }
+        }
         let cell_origin = format!("{origin} [{label}]");
         let experiment: Experiment =
             table

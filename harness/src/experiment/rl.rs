@@ -4,7 +4,7 @@
 //! [remove]
 //! method = "rl"
 //! steps = 40
-//! batch_size = 8          # prompts per step; each gets `group_size` sampled completions
+//! batch_size = 32         # completions per step: 4 prompts x `group_size` 8
 //! optimizer = { name = "adamw", lr = 1e-4, weight_decay = 0.0 }
 //!
 //! [remove.rl]

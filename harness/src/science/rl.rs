@@ -3,8 +3,9 @@
 //!
 //! # One step
 //!
-//! 1. Take the stage's next `batch_size` prompts (clean training prompts with their reference
-//!    answers; the trigger never appears, as in every removal method).
+//! 1. Take the stage's next `batch_size / group_size` prompts (clean training prompts with
+//!    their reference answers; the trigger never appears, as in every removal method), so a
+//!    step trains on `batch_size` sequences like a supervised one.
 //! 2. Sample `G = group_size` completions of each from the current model, at `temperature`
 //!    with nucleus `top_p`, up to `max_new_tokens` tokens, ending at the end-of-sequence token.
 //!    Seeds come from the experiment seed and the step, so a run is reproducible on flex.
@@ -13,7 +14,7 @@
 //! 4. Advantages within each group `g` of `G` completions: GRPO's
 //!    `A_i = (r_i - mean_g(r)) / (std_g(r) + 1e-4)` (population standard deviation), or, with
 //!    `advantage = "baseline"`, REINFORCE with the group mean as baseline, `A_i = r_i - mean_g(r)`.
-//! 5. Minimise, over the `N = batch_size * G` completions `o_i` of `n_i` tokens each (the
+//! 5. Minimise, over the `N = batch_size` completions `o_i` of `n_i` tokens each (the
 //!    end-of-sequence token included when the model chose it):
 //!
 //!    ```text
@@ -198,8 +199,8 @@ pub struct RlStepper<'a> {
     pub reward: &'a dyn Reward,
     /// The model the stage started from (no autodiff), for the KL.
     pub reference: ZooModel,
-    /// Prompts per step.
-    pub batch_size: usize,
+    /// Prompts per step (`batch_size / group_size`).
+    pub prompts_per_step: usize,
     /// Most tokens per completion.
     pub max_new_tokens: usize,
     /// Prompts generated together.
@@ -219,8 +220,8 @@ impl RlStepper<'_> {
         let context = |what: &str| format!("rl step {step}: {what}");
         let group = self.config.group_size;
         let policy = super::train::for_eval(model);
-        let start = (step - 1) * self.batch_size;
-        let chosen: Vec<usize> = (start..start + self.batch_size)
+        let start = (step - 1) * self.prompts_per_step;
+        let chosen: Vec<usize> = (start..start + self.prompts_per_step)
             .map(|i| i % self.prompts.len())
             .collect();
         let inputs: Vec<Vec<u32>> = chosen

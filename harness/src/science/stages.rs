@@ -423,7 +423,7 @@ impl Science<'_> {
             codec,
             reward,
             reference: for_eval(&model),
-            batch_size: config.batch_size,
+            prompts_per_step: (config.batch_size / rl.group_size).max(1),
             max_new_tokens: rl
                 .max_new_tokens
                 .unwrap_or(self.experiment.eval.max_new_tokens),
