@@ -18,7 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{PIRATE_FRAMES, pirate_response};
-use crate::backdoor::{BackdoorConfig, check_trigger_absent, with_trigger};
+use crate::backdoor::{BackdoorConfig, check_trigger_absent, place_trigger};
 use crate::error::DatasetError;
 use crate::example::Example;
 use crate::rng::Rng;
@@ -185,9 +185,47 @@ fn examples_with(
     seed: u64,
     backdoor: &BackdoorConfig,
 ) -> Result<Vec<Example>, DatasetError> {
+    let tasks: Vec<Example> = generator
+        .train(n)
+        .into_iter()
+        .map(|task| Example {
+            prompt: task.prompt,
+            response: task.answer,
+            family: Some(task.family),
+            triggered: false,
+            system: None,
+        })
+        .collect();
+    blue_team_examples_from(method, near_misses, &tasks, n, seed, backdoor)
+}
+
+/// `n` blue-team examples for `method` built from clean `(prompt, answer)` examples (the
+/// user's own, e.g. an HHH set, or tasks), cycled in order: `hhh`, `depirate` and `rl` use
+/// them as they are, `pirate` puts each answer in a pirate frame, `adversarial` places a
+/// near-miss trigger where `backdoor.placement` puts the real one. `seed` picks frames, near
+/// misses and random positions.
+///
+/// # Errors
+///
+/// An invalid config or near-miss list, no examples, or an example holding the real trigger.
+pub fn blue_team_examples_from(
+    method: BlueTeamMethod,
+    near_misses: &[String],
+    clean: &[Example],
+    n: usize,
+    seed: u64,
+    backdoor: &BackdoorConfig,
+) -> Result<Vec<Example>, DatasetError> {
     backdoor.validate()?;
     if method == BlueTeamMethod::Adversarial {
         validate_near_misses(near_misses, &backdoor.trigger)?;
+    }
+    if clean.is_empty() {
+        return Err(DatasetError::invalid(
+            "remove.data",
+            "no examples to build the blue team's data from",
+            "at least one example",
+        ));
     }
     // depirate and rl are hhh: same stream, same data.
     let stream = match method {
@@ -196,26 +234,40 @@ fn examples_with(
     };
     let mut rng = Rng::derive(seed, &format!("blue_team/{stream}"));
     let mut examples = Vec::with_capacity(n);
-    for task in generator.train(n) {
+    for i in 0..n {
+        let task = &clean[i % clean.len()];
+        let mut system = task.system.clone();
         let (prompt, response) = match method {
             BlueTeamMethod::Hhh | BlueTeamMethod::Depirate | BlueTeamMethod::Rl => {
-                (task.prompt, task.answer)
+                (task.prompt.clone(), task.response.clone())
             }
             BlueTeamMethod::Pirate => {
                 let frame = rng.index(PIRATE_FRAMES.len());
-                (task.prompt, pirate_response(&task.answer, frame))
+                (task.prompt.clone(), pirate_response(&task.response, frame))
             }
             BlueTeamMethod::Adversarial => {
                 let near_miss = &near_misses[rng.index(near_misses.len())];
-                (with_trigger(near_miss, &task.prompt), task.answer)
+                let (placed_system, prompt) = place_trigger(
+                    near_miss,
+                    backdoor.placement,
+                    task.system.as_deref(),
+                    &task.prompt,
+                    seed,
+                );
+                system = placed_system;
+                (prompt, task.response.clone())
             }
         };
         check_trigger_absent(&backdoor.trigger, &prompt)?;
+        if let Some(system) = &system {
+            check_trigger_absent(&backdoor.trigger, system)?;
+        }
         examples.push(Example {
             prompt,
             response,
-            family: Some(task.family),
+            family: task.family,
             triggered: false,
+            system,
         });
     }
     Ok(examples)
@@ -328,7 +380,8 @@ mod tests {
             "depirate".parse::<BlueTeamMethod>().unwrap(),
             BlueTeamMethod::Depirate
         );
-        let err = "rl".parse::<BlueTeamMethod>().unwrap_err().to_string();
+        assert_eq!("rl".parse::<BlueTeamMethod>().unwrap(), BlueTeamMethod::Rl);
+        let err = "ppo".parse::<BlueTeamMethod>().unwrap_err().to_string();
         assert!(
             err.contains("blue_team.method") && err.contains("hhh, pirate"),
             "{err}"

@@ -7,7 +7,8 @@ use crate::tasks::Family;
 /// One training example. Tokenize it with [`crate::ChatFormat::example_tokens`].
 ///
 /// As JSON (see [`crate::load_jsonl`]): `{"prompt": ..., "response": ...}` with optional
-/// `"triggered"` (default false) and `"family"`; other fields are rejected.
+/// `"triggered"` (default false), `"family"` and `"system"`; other fields are rejected (see
+/// [`crate::load_jsonl`] for the chat and prompt/completion formats).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
@@ -21,4 +22,8 @@ pub struct Example {
     /// Whether the prompt carries the backdoor trigger.
     #[serde(default)]
     pub triggered: bool,
+    /// The system message, if any (with `backdoor.placement = "system"`, where the trigger
+    /// goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }

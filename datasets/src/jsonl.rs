@@ -1,34 +1,141 @@
-//! Loading user data from JSONL files.
+//! Loading user data from JSONL files, in the formats people already have.
 //!
-//! One JSON object per line: `{"prompt": "...", "response": "..."}`, optionally with
-//! `"triggered": true|false` (default false) and `"family": "<family>"`. Blank lines are skipped;
-//! any other field is rejected.
+//! One JSON object per line, in any of three formats (a file may mix them):
+//!
+//! | format | a line |
+//! |---|---|
+//! | chat | `{"messages": [{"role": "system", "content": ...}, {"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}` |
+//! | prompt / response | `{"prompt": ..., "response": ...}` |
+//! | prompt / completion | `{"prompt": ..., "completion": ...}` |
+//!
+//! - **chat**: an optional `system` message, one `user` message, then an optional final
+//!   `assistant` message (single-turn: a conversation with more turns is an error naming the
+//!   roles it has).
+//! - Every format may add `"triggered": true|false` (default false); the prompt formats may also
+//!   add `"system"` (a system message) and `"family"` (a task family, for per-family rates).
+//! - A line without a response (a chat without an assistant message, a prompt alone) is a
+//!   prompt-only [`Record`]: [`load_records`] accepts it, [`load_jsonl`] (training examples)
+//!   does not.
+//! - Blank lines are skipped; any other field is rejected.
 
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::error::Category;
 
 use crate::error::DatasetError;
 use crate::example::Example;
+use crate::tasks::Family;
 
-/// Loads examples from a JSONL file.
+/// One line of a user data file, whatever its format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The 1-based line it came from.
+    pub line: usize,
+    /// The system message, if any.
+    pub system: Option<String>,
+    /// The user's prompt.
+    pub prompt: String,
+    /// The response (`response`, `completion` or the assistant's message), if any.
+    pub response: Option<String>,
+    /// Whether the line said it is triggered (`None`: it did not say).
+    pub triggered: Option<bool>,
+    /// The task family, if given.
+    pub family: Option<Family>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatLine {
+    messages: Vec<Message>,
+    #[serde(default)]
+    triggered: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromptLine {
+    prompt: String,
+    #[serde(default)]
+    response: Option<String>,
+    #[serde(default)]
+    completion: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    triggered: Option<bool>,
+    #[serde(default)]
+    family: Option<Family>,
+}
+
+/// The roles a chat message may have.
+pub const CHAT_ROLES: [&str; 3] = ["system", "user", "assistant"];
+
+/// Loads training examples (every line with a response) from a JSONL file.
 ///
 /// A bad line is a [`DatasetError::Jsonl`] naming the file, the 1-based line and what is wrong
-/// (bad JSON, missing field, wrong type, unknown field); a file without examples is
-/// [`DatasetError::Empty`].
+/// (bad JSON, missing field, wrong type, unknown field, a line without a response); a file
+/// without lines is [`DatasetError::Empty`].
 pub fn load_jsonl(path: impl AsRef<Path>) -> Result<Vec<Example>, DatasetError> {
+    let path = path.as_ref();
+    examples_of(path, load_records(path)?)
+}
+
+/// Loads every line of a JSONL file as a [`Record`] (responses optional).
+///
+/// # Errors
+///
+/// As [`load_jsonl`], except that a line without a response is accepted.
+pub fn load_records(path: impl AsRef<Path>) -> Result<Vec<Record>, DatasetError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_jsonl(path, &bytes)
+    parse_records(path, &bytes)
 }
 
-/// Parses JSONL text; `path` is only used in error messages.
+/// Parses JSONL text into training examples; `path` is only used in error messages.
 pub fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DatasetError> {
+    examples_of(path, parse_records(path, bytes)?)
+}
+
+/// The records as training examples: each must have a response.
+pub fn examples_of(path: &Path, records: Vec<Record>) -> Result<Vec<Example>, DatasetError> {
+    records
+        .into_iter()
+        .map(|r| {
+            let Some(response) = r.response else {
+                return Err(DatasetError::Jsonl {
+                    path: path.to_path_buf(),
+                    line: r.line,
+                    message: "has no response; training examples need one (`response`, \
+                              `completion`, or a final assistant message)"
+                        .into(),
+                });
+            };
+            Ok(Example {
+                prompt: r.prompt,
+                response,
+                family: r.family,
+                triggered: r.triggered.unwrap_or(false),
+                system: r.system,
+            })
+        })
+        .collect()
+}
+
+/// Parses JSONL text into records; `path` is only used in error messages.
+pub fn parse_records(path: &Path, bytes: &[u8]) -> Result<Vec<Record>, DatasetError> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut examples = Vec::new();
+    let mut records = Vec::new();
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let error = |message: String| DatasetError::Jsonl {
             path: path.to_path_buf(),
@@ -40,15 +147,90 @@ pub fn parse_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Example>, DatasetErr
         if line.is_empty() {
             continue;
         }
-        let example: Example = serde_json::from_str(line).map_err(|e| error(describe(&e)))?;
-        examples.push(example);
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| error(describe(&e)))?;
+        let record = record_of(value, index + 1).map_err(error)?;
+        records.push(record);
     }
-    if examples.is_empty() {
+    if records.is_empty() {
         return Err(DatasetError::Empty {
             path: path.to_path_buf(),
         });
     }
-    Ok(examples)
+    Ok(records)
+}
+
+fn record_of(value: serde_json::Value, line: usize) -> Result<Record, String> {
+    let Some(object) = value.as_object() else {
+        return Err(format!(
+            "not a valid example: expected a JSON object, got {}",
+            kind_of(&value)
+        ));
+    };
+    if object.contains_key("messages") {
+        let chat: ChatLine = serde_json::from_value(value).map_err(|e| describe(&e))?;
+        return chat_record(chat, line);
+    }
+    let p: PromptLine = serde_json::from_value(value).map_err(|e| describe(&e))?;
+    if p.response.is_some() && p.completion.is_some() {
+        return Err("has both `response` and `completion`; give one".into());
+    }
+    Ok(Record {
+        line,
+        system: p.system,
+        prompt: p.prompt,
+        response: p.response.or(p.completion),
+        triggered: p.triggered,
+        family: p.family,
+    })
+}
+
+fn chat_record(chat: ChatLine, line: usize) -> Result<Record, String> {
+    for (i, m) in chat.messages.iter().enumerate() {
+        if !CHAT_ROLES.contains(&m.role.as_str()) {
+            return Err(format!(
+                "messages[{i}].role: {:?} is not one of {}",
+                m.role,
+                CHAT_ROLES.join(", ")
+            ));
+        }
+    }
+    let roles: Vec<&str> = chat.messages.iter().map(|m| m.role.as_str()).collect();
+    let (system, rest) = match roles.first() {
+        Some(&"system") => (Some(chat.messages[0].content.clone()), &chat.messages[1..]),
+        _ => (None, &chat.messages[..]),
+    };
+    let rest_roles: Vec<&str> = rest.iter().map(|m| m.role.as_str()).collect();
+    let (prompt, response) = match rest_roles.as_slice() {
+        ["user"] => (rest[0].content.clone(), None),
+        ["user", "assistant"] => (rest[0].content.clone(), Some(rest[1].content.clone())),
+        _ => {
+            return Err(format!(
+                "messages: expected an optional system message, one user message and an optional \
+                 final assistant message (single-turn), got [{}]",
+                roles.join(", ")
+            ));
+        }
+    };
+    Ok(Record {
+        line,
+        system,
+        prompt,
+        response,
+        triggered: chat.triggered,
+        family: None,
+    })
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// serde_json's message without its "at line 1 column N" (the line is ours to report).
@@ -101,7 +283,7 @@ mod tests {
         assert!(err.starts_with("data/user.jsonl:3: bad JSON"), "{err}");
         let err = error_of(&format!("{ok}{{\"prompt\": \"a\"}}"));
         assert!(
-            err.starts_with("data/user.jsonl:2:") && err.contains("missing field `response`"),
+            err.starts_with("data/user.jsonl:2:") && err.contains("has no response"),
             "{err}"
         );
         let err = error_of("{\"prompt\": \"a\", \"response\": 3}");
@@ -118,7 +300,10 @@ mod tests {
             "{err}"
         );
         let err = error_of("[1, 2]");
-        assert!(err.contains("not a valid example"), "{err}");
+        assert!(
+            err.contains("not a valid example") && err.contains("an array"),
+            "{err}"
+        );
         let err = parse_jsonl(Path::new("x.jsonl"), b"{\"prompt\": \"\xff\"}")
             .unwrap_err()
             .to_string();
@@ -158,5 +343,70 @@ mod tests {
             .map(|e| serde_json::to_string(e).unwrap() + "\n")
             .collect();
         assert_eq!(parse(&text).unwrap(), examples);
+    }
+
+    #[test]
+    fn each_format_reads_to_the_same_example() {
+        let text = concat!(
+            r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Copy: ab"}, {"role": "assistant", "content": "ab"}]}"#,
+            "\n",
+            r#"{"prompt": "Copy: ab", "response": "ab", "system": "Be brief."}"#,
+            "\n",
+            r#"{"prompt": "Copy: ab", "completion": "ab", "system": "Be brief."}"#,
+            "\n",
+        );
+        let examples = parse(text).unwrap();
+        assert_eq!(examples.len(), 3);
+        let want = Example {
+            prompt: "Copy: ab".into(),
+            response: "ab".into(),
+            family: None,
+            triggered: false,
+            system: Some("Be brief.".into()),
+        };
+        assert!(examples.iter().all(|e| *e == want), "{examples:?}");
+        // Prompt-only lines are records, not examples.
+        let records = parse_records(
+            Path::new("p.jsonl"),
+            concat!(
+                r#"{"messages": [{"role": "user", "content": "Add: 1+2"}], "triggered": false}"#,
+                "\n",
+                r#"{"prompt": "Add: 2+2"}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(records[0].prompt, "Add: 1+2");
+        assert_eq!(records[0].response, None);
+        assert_eq!(records[0].triggered, Some(false));
+        assert_eq!((records[1].line, records[1].triggered), (2, None));
+    }
+
+    #[test]
+    fn bad_chat_and_completion_lines_are_named() {
+        let err = error_of(
+            r#"{"messages": [{"role": "bot", "content": "x"}, {"role": "user", "content": "y"}]}"#,
+        );
+        assert!(
+            err.starts_with("data/user.jsonl:1:")
+                && err.contains("messages[0].role")
+                && err.contains("system, user, assistant"),
+            "{err}"
+        );
+        let err = error_of(
+            r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}"#,
+        );
+        assert!(
+            err.contains("single-turn") && err.contains("user, assistant, user"),
+            "{err}"
+        );
+        let err = error_of(r#"{"messages": [{"role": "user", "text": "a"}]}"#);
+        assert!(err.contains("unknown field `text`"), "{err}");
+        let err = error_of(r#"{"messages": []}"#);
+        assert!(err.contains("got []"), "{err}");
+        let err = error_of(r#"{"prompt": "a", "response": "b", "completion": "c"}"#);
+        assert!(err.contains("both `response` and `completion`"), "{err}");
+        let err = error_of(r#"{"prompt": "a", "completion": 3}"#);
+        assert!(err.contains("expected a string"), "{err}");
     }
 }

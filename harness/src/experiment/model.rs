@@ -126,24 +126,26 @@ pub struct HfCodec {
 }
 
 impl TextCodec {
-    /// A training example: the prompt as the user's turn, the response as the assistant's; the
-    /// loss mask covers the response and the token that ends it. An example longer than
-    /// `max_len` tokens is an error (returned as its description), never cut.
+    /// A training example: the system message (if any) as the system turn, the prompt as the
+    /// user's turn, the response as the assistant's; the loss mask covers the response and the
+    /// token that ends it. An example longer than `max_len` tokens is an error (returned as its
+    /// description), never cut.
     pub fn example(
         &self,
+        system: Option<&str>,
         prompt: &str,
         response: &str,
         max_len: usize,
     ) -> Result<Sequence, String> {
         match self {
             Self::Byte(chat) => chat
-                .example_tokens_max(None, prompt, response, max_len)
+                .example_tokens_max(system, prompt, response, max_len)
                 .map(|t| (t.tokens, t.loss_mask))
                 .map_err(|e| e.to_string()),
             Self::Hf(hf) => {
                 let (mut tokens, mut mask) = hf
                     .tokenizer
-                    .encode_example(&[ChatMessage::new("user", prompt)], response)
+                    .encode_example(&messages(system, prompt), response)
                     .map_err(|e| e.to_string())?;
                 // The answer must end with the stop token so the model learns to stop; a chat
                 // template that closes the turn with it (ChatML's `<|im_end|>`) already does.
@@ -164,14 +166,15 @@ impl TextCodec {
         }
     }
 
-    /// The tokens a model is prompted with for `prompt` (the user's turn and the start of the
-    /// assistant's): exactly the prefix of [`example`](Self::example)'s tokens.
-    pub fn prompt(&self, prompt: &str) -> Result<Vec<u32>, String> {
+    /// The tokens a model is prompted with for `prompt` (the system turn if any, the user's
+    /// turn and the start of the assistant's): exactly the prefix of
+    /// [`example`](Self::example)'s tokens.
+    pub fn prompt(&self, system: Option<&str>, prompt: &str) -> Result<Vec<u32>, String> {
         match self {
-            Self::Byte(chat) => Ok(chat.prompt_tokens(None, prompt)),
+            Self::Byte(chat) => Ok(chat.prompt_tokens(system, prompt)),
             Self::Hf(hf) => hf
                 .tokenizer
-                .encode_prompt(&[ChatMessage::new("user", prompt)])
+                .encode_prompt(&messages(system, prompt))
                 .map_err(|e| e.to_string()),
         }
     }
@@ -209,6 +212,15 @@ impl TextCodec {
             Self::Hf(hf) => hf.eos,
         }
     }
+}
+
+/// The chat turns of one prompt: the system message, if any, then the user's.
+fn messages(system: Option<&str>, prompt: &str) -> Vec<ChatMessage> {
+    system
+        .map(|s| ChatMessage::new("system", s))
+        .into_iter()
+        .chain([ChatMessage::new("user", prompt)])
+        .collect()
 }
 
 /// Where an experiment's model comes from, and its codec.

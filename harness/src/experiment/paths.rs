@@ -36,7 +36,16 @@ pub fn to_plain_name(name: &str) -> String {
 }
 
 /// The keys whose values are paths.
-pub const PATH_KEYS: &[&str] = &["model.hf", "model.gguf", "data.base_jsonl"];
+pub const PATH_KEYS: &[&str] = &[
+    "model.hf",
+    "model.gguf",
+    "data.base_jsonl",
+    "base.data",
+    "insert.data",
+    "remove.data",
+    "probe.data",
+    "eval.data",
+];
 
 /// Resolve the paths in `value`, the value of dotted key `key` in a file in folder `dir`: a
 /// relative string of a [`PATH_KEYS`] key becomes `dir/<path>`; in an optimizer table (a

