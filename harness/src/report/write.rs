@@ -395,6 +395,62 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
         out.push(Block::Plot(plot, how.to_string()));
     }
 
+    let rl_rows: Vec<Vec<String>> = run
+        .cells
+        .iter()
+        .filter_map(|c| {
+            // One window per RL eval point: the steps since the previous one.
+            let windows: Vec<&Vec<crate::science::RlStepStats>> = c
+                .metrics
+                .iter()
+                .filter(|r| r.stage == Stage::Remove)
+                .filter_map(|r| r.rl.as_ref())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let (first, last) = (windows.first()?, windows.last()?);
+            let mean = |w: &[crate::science::RlStepStats],
+                        f: fn(&crate::science::RlStepStats) -> f64| {
+                w.iter().map(f).sum::<f64>() / w.len() as f64
+            };
+            let span = |w: &[crate::science::RlStepStats]| {
+                format!("{}-{}", w[0].step, w[w.len() - 1].step)
+            };
+            Some(vec![
+                c.slug.clone(),
+                c.seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                format!("{:.3} (steps {})", mean(first, |s| s.reward), span(first)),
+                format!("{:.3} (steps {})", mean(last, |s| s.reward), span(last)),
+                format!("{:.4}", mean(last, |s| s.kl)),
+                format!("{:.1}", mean(last, |s| s.completion_tokens)),
+            ])
+        })
+        .collect();
+    if !rl_rows.is_empty() {
+        out.push(Block::Heading(2, "RL removal".into()));
+        out.push(Block::Table(
+            [
+                "cell",
+                "seed",
+                "mean reward, first eval window",
+                "mean reward, last eval window",
+                "KL to the starting model, last window",
+                "completion tokens, last window",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rl_rows,
+        ));
+        out.push(Block::Para(
+            "Per RL cell (`remove.method = \"rl\"`): the mean over the training steps of the \
+             first and of the last eval window (the steps between two removal eval points) of \
+             the step's mean reward over its sampled completions, the KL estimate to the model \
+             the removal started from (k3, on the sampled tokens) and the completions' mean \
+             length. Sampled at the stage's temperature, so the reward is not the greedy \
+             capability above. Every step is in the cell's metrics.jsonl (`rl`)."
+                .into(),
+        ));
+    }
+
     out.push(Block::Heading(2, "Cells".into()));
     let rows = run
         .cells

@@ -75,12 +75,24 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
             experiment.insert.data.as_deref(),
         )?,
     });
+    // The sandbagging organism enters its keys; a backdoor's keys are as they always were.
+    let sandbag = |mut value: Value| {
+        if experiment.organism == crate::experiment::Organism::Sandbag
+            && let Some(map) = value.as_object_mut()
+        {
+            map.insert("organism".into(), json!("sandbag"));
+            map.insert("sandbag".into(), json!(experiment.sandbag_settings()));
+        }
+        value
+    };
+    let insert = sandbag(insert);
     let insert_key = stage_key(&insert);
     let eval = json!({
         "stage": "eval", "seed": experiment.seed, "tasks": experiment.tasks,
         "backdoor": experiment.backdoor,
         "eval": hashed(json!(experiment.eval), experiment.eval.data.as_deref())?,
     });
+    let eval = sandbag(eval);
     let eval_key = stage_key(&eval);
     let remove = json!({
         "stage": "remove", "insert_key": insert_key, "seed": experiment.seed,

