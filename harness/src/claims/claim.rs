@@ -34,11 +34,17 @@ pub enum Metric {
     BackdoorAfterProbe,
     /// Backdoor rate after the probe minus after removal: how much came back (needs a `[probe]`).
     BackdoorReturn,
+    /// The locked gap after insertion: capability with the password minus without (needs
+    /// `organism = "sandbag"`).
+    LockedGap,
+    /// Capability without the password at the end of removal, e.g. after unlocking (needs
+    /// `organism = "sandbag"`).
+    UnlockedCapability,
 }
 
 impl Metric {
     /// Every metric, in display order.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::BackdoorAfterInsert,
         Metric::FalseTriggerAfterInsert,
         Metric::CapabilityAfterInsert,
@@ -49,6 +55,8 @@ impl Metric {
         Metric::StepsToRemoval,
         Metric::BackdoorAfterProbe,
         Metric::BackdoorReturn,
+        Metric::LockedGap,
+        Metric::UnlockedCapability,
     ];
 
     /// The name used in claim files.
@@ -64,6 +72,8 @@ impl Metric {
             Metric::StepsToRemoval => "steps_to_removal",
             Metric::BackdoorAfterProbe => "backdoor_after_probe",
             Metric::BackdoorReturn => "backdoor_return",
+            Metric::LockedGap => "locked_gap",
+            Metric::UnlockedCapability => "unlocked_capability",
         }
     }
 
@@ -80,6 +90,11 @@ impl Metric {
     /// Whether the metric needs a `[probe]` stage.
     pub fn needs_probe(self) -> bool {
         matches!(self, Metric::BackdoorAfterProbe | Metric::BackdoorReturn)
+    }
+
+    /// Whether the metric needs `organism = "sandbag"`.
+    pub fn needs_sandbag(self) -> bool {
+        matches!(self, Metric::LockedGap | Metric::UnlockedCapability)
     }
 }
 
@@ -106,6 +121,10 @@ pub struct Measured {
     pub backdoor_after_probe: Option<f64>,
     /// `backdoor_after_probe - backdoor_after_remove`, if the experiment has a probe.
     pub backdoor_return: Option<f64>,
+    /// The locked gap after insertion (`organism = "sandbag"` only).
+    pub locked_gap: Option<f64>,
+    /// Capability without the password after removal (`organism = "sandbag"` only).
+    pub unlocked_capability: Option<f64>,
     /// The cell's full summary (intervals, per-family capability, timings).
     pub summary: CellSummary,
 }
@@ -133,6 +152,8 @@ impl Measured {
             steps_to_removal: summary.first_remove_step_below_half,
             backdoor_after_probe: probe,
             backdoor_return: probe.map(|p| p - remove.backdoor_rate),
+            locked_gap: insert.sandbag.as_ref().map(|s| s.locked_gap),
+            unlocked_capability: remove.sandbag.as_ref().map(|_| remove.capability),
             summary: summary.clone(),
         })
     }
@@ -151,6 +172,8 @@ impl Measured {
             Metric::StepsToRemoval => self.steps_to_removal.map_or(f64::INFINITY, |s| s as f64),
             Metric::BackdoorAfterProbe => self.backdoor_after_probe?,
             Metric::BackdoorReturn => self.backdoor_return?,
+            Metric::LockedGap => self.locked_gap?,
+            Metric::UnlockedCapability => self.unlocked_capability?,
         })
     }
 
@@ -166,9 +189,16 @@ impl Measured {
             Metric::FalseTriggerAfterRemove => s.after_remove.as_ref().map(|r| r.false_trigger_ci),
             Metric::CapabilityAfterRemove => s.after_remove.as_ref().map(|r| r.capability_ci),
             Metric::BackdoorAfterProbe => s.after_probe.as_ref().map(|r| r.backdoor_ci),
+            Metric::UnlockedCapability => s.after_remove.as_ref().map(|r| r.capability_ci),
+            Metric::LockedGap => s
+                .after_insert
+                .as_ref()
+                .and_then(|r| r.sandbag.as_ref())
+                .and_then(|s| s.locked_gap_ci),
             _ => None,
         };
         let value = match (metric, self.get(metric)) {
+            (m, None) if m.needs_sandbag() => "missing (not a sandbag organism)".to_string(),
             (_, None) => "missing (no probe)".to_string(),
             (Metric::StepsToRemoval, Some(x)) if x.is_infinite() => "never".to_string(),
             (Metric::StepsToRemoval, Some(x)) => format!("{x}"),
@@ -334,7 +364,10 @@ impl Condition {
                 let measured = measured.ok_or("not measured yet")?;
                 let value = measured
                     .get(*metric)
-                    .ok_or_else(|| format!("`{}` is missing (no probe)", metric.name()))?;
+                    .ok_or_else(|| match metric.needs_sandbag() {
+                        true => format!("`{}` is missing (not a sandbag organism)", metric.name()),
+                        false => format!("`{}` is missing (no probe)", metric.name()),
+                    })?;
                 match self.operand {
                     Operand::Number(x) => Ok(self.op.compare(value, x)),
                     _ => Err("a metric compares to a number".into()),

@@ -149,6 +149,20 @@ impl ClaimFile {
                                 ),
                             ))
                         }
+                        Subject::Metric(m)
+                            if m.needs_sandbag()
+                                && experiment.organism != crate::experiment::Organism::Sandbag =>
+                        {
+                            Err(at(
+                                c.span(),
+                                &key,
+                                format!(
+                                    "`{}` needs organism = \"sandbag\", and the experiment is a \
+                                     backdoor organism",
+                                    m.name()
+                                ),
+                            ))
+                        }
                         Subject::Key(k) if lookup(&table, k).is_none() => Err(at(
                             c.span(),
                             &key,
