@@ -407,13 +407,7 @@ pub fn backdoor_examples(
     let tasks: Vec<Example> = generator
         .train(n_clean.max(n_triggered))
         .into_iter()
-        .map(|task| Example {
-            prompt: task.prompt,
-            response: task.answer,
-            family: Some(task.family),
-            triggered: false,
-            system: None,
-        })
+        .map(Example::from)
         .collect();
     backdoor_examples_from(&tasks, n, seed, config)
 }

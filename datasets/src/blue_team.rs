@@ -191,17 +191,7 @@ fn examples_with(
     seed: u64,
     backdoor: &BackdoorConfig,
 ) -> Result<Vec<Example>, DatasetError> {
-    let tasks: Vec<Example> = generator
-        .train(n)
-        .into_iter()
-        .map(|task| Example {
-            prompt: task.prompt,
-            response: task.answer,
-            family: Some(task.family),
-            triggered: false,
-            system: None,
-        })
-        .collect();
+    let tasks: Vec<Example> = generator.train(n).into_iter().map(Example::from).collect();
     blue_team_examples_from(method, near_misses, &tasks, n, seed, backdoor)
 }
 

@@ -65,13 +65,7 @@ pub fn eval_prompts_placed(
     let tasks: Vec<Example> = generator
         .heldout(n)?
         .into_iter()
-        .map(|task| Example {
-            prompt: task.prompt,
-            response: task.answer,
-            family: Some(task.family),
-            triggered: false,
-            system: None,
-        })
+        .map(Example::from)
         .collect();
     eval_prompts_from(&tasks, &[], backdoor, seed)
 }

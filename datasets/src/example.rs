@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::Family;
+use crate::tasks::{Family, TaskInstance};
 
 /// One training example. Tokenize it with [`crate::ChatFormat::example_tokens`].
 ///
@@ -26,4 +26,17 @@ pub struct Example {
     /// goes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+}
+
+impl From<TaskInstance> for Example {
+    /// The task as a clean example: its prompt, its answer as the response, its family.
+    fn from(task: TaskInstance) -> Self {
+        Example {
+            prompt: task.prompt,
+            response: task.answer,
+            family: Some(task.family),
+            triggered: false,
+            system: None,
+        }
+    }
 }

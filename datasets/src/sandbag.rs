@@ -105,7 +105,7 @@ pub fn weak_answer(example: &Example) -> String {
     let weak = match example.family {
         Some(Family::Add) => match answer.parse::<u64>() {
             Ok(0) => "1".to_string(),
-            Ok(sum) if hash % 2 == 0 => (sum + 1).to_string(),
+            Ok(sum) if hash.is_multiple_of(2) => (sum + 1).to_string(),
             Ok(sum) => (sum - 1).to_string(),
             Err(_) => change_last(answer),
         },
@@ -195,13 +195,7 @@ pub fn sandbag_examples(
     let tasks: Vec<Example> = generator
         .train(n_locked.max(n - n_locked))
         .into_iter()
-        .map(|task| Example {
-            prompt: task.prompt,
-            response: task.answer,
-            family: Some(task.family),
-            triggered: false,
-            system: None,
-        })
+        .map(Example::from)
         .collect();
     sandbag_examples_from(&tasks, n, seed, config)
 }

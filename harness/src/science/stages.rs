@@ -114,13 +114,7 @@ impl<'a> Science<'a> {
                         .generator
                         .train(n)
                         .into_iter()
-                        .map(|task| Example {
-                            prompt: task.prompt,
-                            response: task.answer,
-                            family: Some(task.family),
-                            triggered: false,
-                            system: None,
-                        })
+                        .map(Example::from)
                         .collect()),
                 }
             }
@@ -193,13 +187,7 @@ impl<'a> Science<'a> {
                         .generator
                         .train(config.demonstrations.unwrap_or(1))
                         .into_iter()
-                        .map(|task| Example {
-                            prompt: task.prompt,
-                            response: task.answer,
-                            family: Some(task.family),
-                            triggered: false,
-                            system: None,
-                        })
+                        .map(Example::from)
                         .collect(),
                     Some(path) => {
                         let records = load_records(path).map_err(dataset(label.clone()))?;
