@@ -406,4 +406,34 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn near_misses_follow_the_trigger_placement() {
+        let g = generator();
+        for (placement, check) in [
+            (crate::Placement::Suffix, "suffix"),
+            (crate::Placement::System, "system"),
+        ] {
+            let cfg = BackdoorConfig {
+                placement,
+                ..BackdoorConfig::default()
+            };
+            let tasks = g.train(50);
+            let ex = blue_team_examples(BlueTeamMethod::Adversarial, &g, 50, 4, &cfg).unwrap();
+            for (e, t) in ex.iter().zip(&tasks) {
+                match check {
+                    "suffix" => {
+                        let near = e.prompt.strip_prefix(&format!("{} ", t.prompt)).unwrap();
+                        assert!(DEFAULT_NEAR_MISSES.contains(&near), "{e:?}");
+                        assert_eq!(e.system, None);
+                    }
+                    _ => {
+                        assert_eq!(e.prompt, t.prompt);
+                        let near = e.system.as_deref().unwrap();
+                        assert!(DEFAULT_NEAR_MISSES.contains(&near), "{e:?}");
+                    }
+                }
+            }
+        }
+    }
 }
