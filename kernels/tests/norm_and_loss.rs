@@ -144,8 +144,12 @@ proptest! {
         prop_assert!(check.is_ok(), "{:?}", check);
     }
 
+    // From d = 4: over 2 features a layer norm's output is +-1 whatever the input, so its input
+    // gradient is 0 analytically and both f32 computations return cancellation noise amplified
+    // by 1/sigma (CI once drew rows = 3, d = 2, seed = 398: 1.5e-4 apart). Widths below 4 are
+    // left out of this comparison; no model normalises over so few features.
     #[test]
-    fn layer_norm_matches_burns_composition(rows in 1usize..70, d in 1usize..140, seed in 0u64..1000) {
+    fn layer_norm_matches_burns_composition(rows in 1usize..70, d in 4usize..140, seed in 0u64..1000) {
         let inputs = norm_inputs(rows, d, seed);
         let inputs = [&inputs[0][..], &inputs[1], &inputs[2], &inputs[3]];
         let fused = run_norm(layer_norm, rows, d, inputs, 1e-5);
