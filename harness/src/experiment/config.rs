@@ -524,6 +524,19 @@ impl Experiment {
                     ),
                 )
             };
+            if let Some(rule) = &config.until
+                && self.organism != Organism::Sandbag
+                && rule
+                    .conditions()
+                    .iter()
+                    .any(|c| c.metric == super::until::RuleMetric::LockedGap)
+            {
+                return Err(invalid(
+                    &format!("{stage}.until"),
+                    "names `locked_gap`, which only a sandbag organism has (organism = \"sandbag\")"
+                        .into(),
+                ));
+            }
             match &config.until {
                 None if config.eval_every.is_some() => return Err(needs_rule("eval_every")),
                 None if config.extra_steps > 0 => return Err(needs_rule("extra_steps")),

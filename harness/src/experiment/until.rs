@@ -26,16 +26,19 @@ pub enum RuleMetric {
     FalseTriggerRate,
     /// Mean masked loss on clean held-out responses.
     HeldoutLoss,
+    /// Capability with the password minus without (`organism = "sandbag"` only).
+    LockedGap,
 }
 
 impl RuleMetric {
     /// Every metric, in the order error messages list them.
-    pub const ALL: [RuleMetric; 5] = [
+    pub const ALL: [RuleMetric; 6] = [
         RuleMetric::Capability,
         RuleMetric::TokenAccuracy,
         RuleMetric::BackdoorRate,
         RuleMetric::FalseTriggerRate,
         RuleMetric::HeldoutLoss,
+        RuleMetric::LockedGap,
     ];
 
     /// The name in rules and in `metrics.jsonl`.
@@ -46,12 +49,13 @@ impl RuleMetric {
             RuleMetric::BackdoorRate => "backdoor_rate",
             RuleMetric::FalseTriggerRate => "false_trigger_rate",
             RuleMetric::HeldoutLoss => "heldout_loss",
+            RuleMetric::LockedGap => "locked_gap",
         }
     }
 
     /// Whether checking this metric needs completions of triggered prompts.
     pub fn needs_triggered(self) -> bool {
-        matches!(self, RuleMetric::BackdoorRate)
+        matches!(self, RuleMetric::BackdoorRate | RuleMetric::LockedGap)
     }
 }
 

@@ -167,6 +167,8 @@ impl EvalRecord {
             RuleMetric::BackdoorRate => self.backdoor_rate,
             RuleMetric::FalseTriggerRate => self.false_trigger_rate,
             RuleMetric::HeldoutLoss => self.heldout_loss,
+            // Rules naming it are refused for a backdoor organism; NaN never holds.
+            RuleMetric::LockedGap => self.sandbag.as_ref().map_or(f64::NAN, |s| s.locked_gap),
         }
     }
 }
