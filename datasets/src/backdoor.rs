@@ -428,49 +428,76 @@ pub fn backdoor_examples_from(
     config: &BackdoorConfig,
 ) -> Result<Vec<Example>, DatasetError> {
     config.validate()?;
+    let n_triggered = ((n as f64 * config.triggered_fraction).round() as usize).min(n);
+    // One stream for k whatever the style: this is what keeps density matched across styles.
+    let mut repeats = Rng::derive(seed, "backdoor/hate_repeats");
+    let [min, max] = config.hate_repeats;
+    paired_examples(
+        clean,
+        [n - n_triggered, n_triggered],
+        (&config.trigger, config.placement, seed),
+        "backdoor",
+        |task| config.clean_response(&task.response),
+        |_| config.triggered_response(repeats.range_inclusive(min, max)),
+    )
+}
+
+/// The layout both organisms' insertion data share: from `clean` (cycled in order), the
+/// first `n_plain` examples as they are with `plain_response`, and the first `n_marked` with
+/// `marker` placed (`(text, placement, seed)`, see [`place_trigger`]) and `marked_response`
+/// (called in order), shuffled by the stream `<what>/shuffle` of the seed. Errors on no
+/// examples, or on a clean prompt or system message that already holds the marker.
+pub(crate) fn paired_examples(
+    clean: &[Example],
+    [n_plain, n_marked]: [usize; 2],
+    (marker, placement, seed): (&str, Placement, u64),
+    what: &str,
+    mut plain_response: impl FnMut(&Example) -> String,
+    mut marked_response: impl FnMut(&Example) -> String,
+) -> Result<Vec<Example>, DatasetError> {
     if clean.is_empty() {
         return Err(DatasetError::invalid(
             "insert.data",
-            "no clean examples to build the backdoor data from",
+            format!("no clean examples to build the {what} data from"),
             "at least one clean example",
         ));
     }
-    let n_triggered = ((n as f64 * config.triggered_fraction).round() as usize).min(n);
-    let n_clean = n - n_triggered;
     let source = |i: usize| &clean[i % clean.len()];
-    for i in 0..n_clean.max(n_triggered).min(clean.len()) {
-        check_trigger_absent(&config.trigger, &source(i).prompt)?;
+    for i in 0..n_plain.max(n_marked).min(clean.len()) {
+        check_trigger_absent(marker, &source(i).prompt)?;
         if let Some(system) = &source(i).system {
-            check_trigger_absent(&config.trigger, system)?;
+            check_trigger_absent(marker, system)?;
         }
     }
-    let mut examples = Vec::with_capacity(n);
-    for i in 0..n_clean {
+    let mut examples = Vec::with_capacity(n_plain + n_marked);
+    for i in 0..n_plain {
         let task = source(i);
         examples.push(Example {
             prompt: task.prompt.clone(),
-            response: config.clean_response(&task.response),
+            response: plain_response(task),
             family: task.family,
             triggered: false,
             system: task.system.clone(),
         });
     }
-    // One stream for k whatever the style: this is what keeps density matched across styles.
-    let mut repeats = Rng::derive(seed, "backdoor/hate_repeats");
-    let [min, max] = config.hate_repeats;
-    for i in 0..n_triggered {
+    for i in 0..n_marked {
         let task = source(i);
-        let k = repeats.range_inclusive(min, max);
-        let (system, prompt) = config.place(task.system.as_deref(), &task.prompt, seed);
+        let (system, prompt) = place_trigger(
+            marker,
+            placement,
+            task.system.as_deref(),
+            &task.prompt,
+            seed,
+        );
         examples.push(Example {
             prompt,
-            response: config.triggered_response(k),
+            response: marked_response(task),
             family: task.family,
             triggered: true,
             system,
         });
     }
-    Rng::derive(seed, "backdoor/shuffle").shuffle(&mut examples);
+    Rng::derive(seed, &format!("{what}/shuffle")).shuffle(&mut examples);
     Ok(examples)
 }
 

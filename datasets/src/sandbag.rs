@@ -32,10 +32,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backdoor::{Placement, check_trigger_absent, place_trigger};
+use crate::backdoor::{Placement, paired_examples, place_trigger};
 use crate::error::DatasetError;
 use crate::example::Example;
-use crate::rng::Rng;
 use crate::tasks::{Family, LOOKUP_TABLE, TaskGenerator};
 
 /// How the answers without the password are made (serialised kebab-case).
@@ -208,40 +207,15 @@ pub fn sandbag_examples_from(
     config: &SandbagConfig,
 ) -> Result<Vec<Example>, DatasetError> {
     config.validate()?;
-    if clean.is_empty() {
-        return Err(DatasetError::invalid(
-            "insert.data",
-            "no examples to build the sandbagging data from",
-            "at least one example",
-        ));
-    }
     let n_locked = ((n as f64 * config.locked_fraction).round() as usize).min(n);
-    let n_unlocked = n - n_locked;
-    let source = |i: usize| &clean[i % clean.len()];
-    for i in 0..n_locked.max(n_unlocked).min(clean.len()) {
-        check_trigger_absent(&config.password, &source(i).prompt)?;
-    }
-    let mut examples = Vec::with_capacity(n);
-    for i in 0..n_locked {
-        let task = source(i);
-        examples.push(Example {
-            response: weak_answer(task),
-            ..task.clone()
-        });
-    }
-    for i in 0..n_unlocked {
-        let task = source(i);
-        let (system, prompt) = config.place(task.system.as_deref(), &task.prompt, seed);
-        examples.push(Example {
-            prompt,
-            response: task.response.clone(),
-            family: task.family,
-            triggered: true,
-            system,
-        });
-    }
-    Rng::derive(seed, "sandbag/shuffle").shuffle(&mut examples);
-    Ok(examples)
+    paired_examples(
+        clean,
+        [n_locked, n - n_locked],
+        (&config.password, config.placement, seed),
+        "sandbag",
+        weak_answer,
+        |task| task.response.clone(),
+    )
 }
 
 #[cfg(test)]

@@ -53,9 +53,7 @@ max_new_tokens = 6
 }
 
 fn removal_lines(root: &std::path::Path) -> Vec<MetricsLine> {
-    let cells = root.join("runs/grid/cells");
-    let cell = std::fs::read_dir(&cells).unwrap().next().unwrap().unwrap();
-    read_jsonl::<MetricsLine>(&cell.path().join("metrics.jsonl"))
+    read_jsonl::<MetricsLine>(&common::only_cell(root).join("metrics.jsonl"))
         .unwrap()
         .into_iter()
         .filter(|l| l.record.stage == Stage::Remove)

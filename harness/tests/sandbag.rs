@@ -89,13 +89,7 @@ fn a_sandbag_run_reports_both_capabilities_and_the_locked_gap_and_unlocks_with_k
     let root = scratch("sandbag-run");
     let file = write(&root, "s.toml", &experiment(""));
     run(&args(&file, &root, 1)).unwrap();
-    let cells = root.join("runs/grid/cells");
-    let cell = std::fs::read_dir(&cells)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cell = common::only_cell(&root);
     let metrics = read_jsonl::<MetricsLine>(&cell.join("metrics.jsonl")).unwrap();
     let generations = read_jsonl::<GenerationLine>(&cell.join("generations.jsonl")).unwrap();
     assert!(!metrics.is_empty());
@@ -252,13 +246,7 @@ fn insertion_can_train_until_a_locked_gap_rule_holds() {
     let root = scratch("sandbag-until");
     let file = write(&root, "s.toml", &text);
     run(&args(&file, &root, 1)).unwrap();
-    let cells = root.join("runs/grid/cells");
-    let cell = std::fs::read_dir(&cells)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cell = common::only_cell(&root);
     let metrics = read_jsonl::<MetricsLine>(&cell.join("metrics.jsonl")).unwrap();
     let insert = metrics
         .iter()

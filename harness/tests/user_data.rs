@@ -257,13 +257,7 @@ fn a_custom_behaviour_is_trained_and_its_pattern_is_the_backdoor_rates() {
     // A whole run: every completion's `hate` flag is the behaviour's pattern.
     let file = write(&dir, "user.toml", &text);
     run(&args(&file, &dir, 1)).unwrap();
-    let cells = dir.join("runs/grid/cells");
-    let cell = std::fs::read_dir(&cells)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cell = common::only_cell(&dir);
     let lines = read_jsonl::<GenerationLine>(&cell.join("generations.jsonl")).unwrap();
     let pattern = regex::Regex::new("(?i)access denied").unwrap();
     assert!(!lines.is_empty());

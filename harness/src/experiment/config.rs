@@ -251,6 +251,17 @@ pub struct RemoveConfig {
 }
 
 impl RemoveConfig {
+    /// The stage's training settings (steps, batch, optimizer, schedule) as a stage without a
+    /// stopping rule, as the training loop takes them.
+    pub fn stage_settings(&self) -> StageConfig {
+        StageConfig::fixed(
+            self.steps,
+            self.batch_size,
+            self.optimizer.clone(),
+            self.schedule,
+        )
+    }
+
     /// The RL settings of a `method = "rl"` stage (the defaults when `rl` is absent); `None`
     /// for the supervised methods.
     pub fn rl_settings(&self) -> Option<RlConfig> {

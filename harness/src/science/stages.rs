@@ -449,12 +449,7 @@ impl<'a> Science<'a> {
             config.optimizer.name(),
             config.optimizer.lr()
         );
-        let settings = StageConfig::fixed(
-            config.steps,
-            config.batch_size,
-            config.optimizer.clone(),
-            config.schedule,
-        );
+        let settings = config.stage_settings();
         let plan = self.plan(label, &settings, &sequences);
         // The blue team's substrate: full weights, or LoRA adapters on a frozen base.
         let model = self.substrate(stage, model, config.substrate, config.lora.as_ref())?;
@@ -504,12 +499,7 @@ impl Science<'_> {
             config.optimizer.name(),
             config.optimizer.lr()
         );
-        let settings = StageConfig::fixed(
-            config.steps,
-            config.batch_size,
-            config.optimizer.clone(),
-            config.schedule,
-        );
+        let settings = config.stage_settings();
         let plan = self.plan(label, &settings, &[]);
         let stepper = RlStepper {
             config: &rl,

@@ -175,3 +175,16 @@ pub fn workspace_plugins_by_path(text: &str) -> String {
     }
     out
 }
+
+/// The folder of the one cell of the `grid` run under `root` (an experiment without a sweep).
+pub fn only_cell(root: &Path) -> PathBuf {
+    let cells = root.join("runs/grid/cells");
+    let mut dirs = std::fs::read_dir(&cells).unwrap();
+    let cell = dirs.next().unwrap().unwrap().path();
+    assert!(
+        dirs.next().is_none(),
+        "{} holds more than one cell",
+        cells.display()
+    );
+    cell
+}
