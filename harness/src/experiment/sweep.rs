@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::config::Experiment;
-use super::overrides::{lookup, missing_key, short};
+use super::overrides::{missing_key, names_a_key, short};
 use super::paths::to_plain_name;
 use crate::error::HarnessError;
 
@@ -54,8 +54,8 @@ pub fn cells(experiment: &Experiment, origin: &str) -> Result<Vec<Cell>, Harness
     }
     let table = toml::Value::try_from(&base).map_err(|e| invalid("", e.to_string()))?;
     // Check every axis path exists before expanding, so the error names the axis.
-    for key in axes.keys() {
-        if lookup(&table, key).is_none() {
+    for (key, values) in &axes {
+        if !names_a_key(&table, key, &values[0]) {
             return Err(invalid(key, missing_key("axes")));
         }
     }

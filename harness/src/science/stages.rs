@@ -403,6 +403,7 @@ impl<'a> Science<'a> {
             schedule: settings.schedule,
             data,
             pad_id: self.model.codec().pad_id(),
+            pack: settings.pack.then(|| self.model.max_seq_len()),
             device: &self.train_device,
         }
     }

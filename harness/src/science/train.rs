@@ -65,6 +65,9 @@ pub struct TrainPlan<'a> {
     pub data: &'a [Sequence],
     /// The filler token of right-padded batches.
     pub pad_id: u32,
+    /// `Some(row_len)`: pack each step's examples into rows of at most `row_len` positions
+    /// ([`LmBatch::packed`]); `None`: one example a row.
+    pub pack: Option<usize>,
     /// The autodiff device.
     pub device: &'a Device,
 }
@@ -117,11 +120,13 @@ pub fn train(
         let rows: Vec<Sequence> = (start..start + plan.batch_size)
             .map(|i| plan.data[i % n].clone())
             .collect();
-        let batch = LmBatch::from_sequences(&rows, plan.pad_id, plan.device).map_err(|source| {
-            HarnessError::Model {
-                context: format!("{} step {step}: building the batch", plan.label),
-                source,
-            }
+        let batch = match plan.pack {
+            Some(row_len) => LmBatch::packed(&rows, plan.pad_id, row_len, plan.device),
+            None => LmBatch::from_sequences(&rows, plan.pad_id, plan.device),
+        }
+        .map_err(|source| HarnessError::Model {
+            context: format!("{} step {step}: building the batch", plan.label),
+            source,
         })?;
         Ok(model.masked_loss(&batch))
     };
