@@ -331,7 +331,11 @@ fn a_data_file_enters_its_stage_key_by_content_not_by_path() {
         std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
         write(&dir, "elsewhere/moved.jsonl", PROMPT_RESPONSE);
         let moved = with_stage_data(stage, "elsewhere/moved.jsonl");
-        assert_eq!(keys(&moved), before, "{stage}: moving the file changed a key");
+        assert_eq!(
+            keys(&moved),
+            before,
+            "{stage}: moving the file changed a key"
+        );
 
         // One answer edited: this stage's key and those after it change, the others do not.
         write(
