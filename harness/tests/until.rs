@@ -181,3 +181,32 @@ fn the_rule_is_part_of_the_stage_key_and_bad_rules_are_named() {
     assert!(err.contains("base.extra_steps"), "{err}");
     assert!(err.contains("base.until"), "{err}");
 }
+
+/// A stage with a rule stops where the rule first holds on the validation set, which the eval
+/// settings draw: changing them (here the number of prompts) changes that stage's key, and the
+/// keys after it, but never the key of a stage without a rule.
+#[test]
+fn a_stage_with_a_rule_is_keyed_by_the_validation_set_it_stops_on() {
+    let parse = |text: &str| Experiment::parse(text, Path::new("until.toml")).unwrap();
+    let more_prompts = |text: String| text.replace("prompts = 6", "prompts = 8");
+    let keys = |text: String| stage_keys(&parse(&text)).unwrap();
+
+    let plain = experiment("", "");
+    let (a, b) = (keys(plain.clone()), keys(more_prompts(plain)));
+    assert_eq!(
+        (&a.base, &a.insert),
+        (&b.base, &b.insert),
+        "no rule: as before"
+    );
+    assert_ne!(a.remove, b.remove, "the removal's eval points change");
+
+    let base_rule = experiment("until = \"capability >= 0.9\"", "");
+    let (a, b) = (keys(base_rule.clone()), keys(more_prompts(base_rule)));
+    assert_ne!(a.base, b.base);
+    assert_ne!(a.insert, b.insert, "the insertion's key follows its base's");
+
+    let insert_rule = experiment("", "until = \"backdoor_rate >= 0.9\"");
+    let (a, b) = (keys(insert_rule.clone()), keys(more_prompts(insert_rule)));
+    assert_eq!(a.base, b.base, "the base has no rule");
+    assert_ne!(a.insert, b.insert);
+}

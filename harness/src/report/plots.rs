@@ -11,7 +11,7 @@ use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ReportError;
-use super::analysis::{Analysis, Estimate};
+use super::analysis::{Analysis, CapabilityMeasure, Estimate};
 use super::load::RunData;
 use crate::experiment::Stage;
 
@@ -405,11 +405,14 @@ fn draw_pareto<DB: DrawingBackend>(
                     .draw_series(points.iter().map(|&p| Circle::new(p, 3, col.filled())))
                     .map_err(err)?;
             }
-            let area = match (&group.pareto_area, group.pareto_undefined) {
+            let mut area = match (&group.pareto_area, group.pareto_undefined) {
                 (None, _) => "area n/a (b0 = 0 or c0 = 0)".to_string(),
                 (Some(e), 0) => format!("area {}", fmt_estimate(e)),
                 (Some(e), k) => format!("area {} ({k} n/a or diverged)", fmt_estimate(e)),
             };
+            if group.pareto_measure != CapabilityMeasure::ExactMatch {
+                area.push_str(&format!(", {}", group.pareto_measure.name()));
+            }
             chart
                 .draw_series(std::iter::once(Text::new(
                     area,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use super::ReportError;
-use super::analysis::{Analysis, Estimate, Group, IntervalKind};
+use super::analysis::{Analysis, CapabilityMeasure, Estimate, Group, IntervalKind};
 use super::load::{CellData, RunData};
 use super::plots::{Plot, fmt_estimate};
 use super::stats::{REMOVED_BELOW, pareto_area, steps_to_removal};
@@ -291,10 +291,13 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 est(g.insert_capability.as_ref()),
                 est(g.capability_lost.as_ref()),
                 est(g.final_capability.as_ref()),
-                match (&g.pareto_area, g.pareto_undefined) {
-                    (None, _) => "n/a".into(),
-                    (Some(e), 0) => est(Some(e)),
-                    (Some(e), k) => format!("{} ({k} n/a or diverged)", est(Some(e))),
+                {
+                    let area = match (&g.pareto_area, g.pareto_undefined) {
+                        (None, _) => "n/a".into(),
+                        (Some(e), 0) => est(Some(e)),
+                        (Some(e), k) => format!("{} ({k} n/a or diverged)", est(Some(e))),
+                    };
+                    measure_tagged(area, g.pareto_measure)
                 },
                 criterion_cell(g),
                 intervals_cell(g),
@@ -318,7 +321,9 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
          interval). Insert until: how many cells' insertions met `insert.until` (a cell that \
          did not is never counted as met). The intervals column names where each row's \
          intervals come from. Pareto area: see the plot below; n/a where the backdoor rate \
-         or the capability at removal step 0 is zero; cells whose removal diverged are left out."
+         or the capability at removal step 0 is zero; cells whose removal diverged are left out. \
+         Its capability is exact match, except in a group where exact match is below 0.05 at \
+         removal step 0 on some seed: there it is per-token accuracy, marked `(token accuracy)`."
             .into(),
     ));
 
@@ -457,13 +462,19 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
     let rows = run
         .cells
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(index, c)| {
             let last = |stage: Stage| c.metrics.iter().rev().find(|r| r.stage == stage);
+            let measure = a
+                .groups
+                .iter()
+                .find(|g| g.cells.contains(&index))
+                .map_or(CapabilityMeasure::ExactMatch, |g| g.pareto_measure);
             let remove: Vec<(f64, f64)> = c
                 .metrics
                 .iter()
                 .filter(|r| r.stage == Stage::Remove)
-                .map(|r| (r.backdoor_rate, r.capability))
+                .map(|r| (r.backdoor_rate, measure.of(r)))
                 .collect();
             vec![
                 c.slug.clone(),
@@ -475,7 +486,7 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
                 rate(last(Stage::Remove), capability),
                 match pareto_area(&remove) {
                     _ if !c.outcome.removal_finished() => "- (removal diverged)".into(),
-                    Some(x) => format!("{x:.2}"),
+                    Some(x) => measure_tagged(format!("{x:.2}"), measure),
                     None => "n/a".into(),
                 },
                 match steps_to_removal(&c.metrics) {
@@ -813,4 +824,13 @@ pub fn html(run: &RunData, a: &Analysis, plots: &[Plot]) -> String {
         "<script>\n{IMAGE_CHECK}\n</script>\n</body>\n</html>\n"
     );
     out
+}
+
+/// `text` with the measure named after it when it is not exact match (the default every
+/// table states).
+fn measure_tagged(text: String, measure: CapabilityMeasure) -> String {
+    match measure {
+        CapabilityMeasure::ExactMatch => text,
+        CapabilityMeasure::TokenAccuracy => format!("{text} ({})", measure.name()),
+    }
 }

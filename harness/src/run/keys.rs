@@ -1,7 +1,8 @@
 //! Stage keys: each stage is keyed by the sha256 of its inputs. The base by the seed, model (a
 //! preset's config; an imported model's architecture and the sha256 of its config, weights and
 //! tokenizer files), tasks, user data, device and base settings; the insertion by its base's
-//! key, the seed, the backdoor and the insert settings; the removal (the cell itself: remove,
+//! key, the seed, the backdoor and the insert settings; a base or insertion with a stopping
+//! rule (`until`) also by the eval key, whose settings draw the validation set it stops on; the removal (the cell itself: remove,
 //! probe and their eval points) by its insertion's key, the remove/probe settings and the eval
 //! key. A plugin optimizer enters by the sha256 of its library, never by its path, as an
 //! imported model does: the same file found elsewhere keeps its cache entries.
@@ -60,21 +61,6 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
     // A preset by its full config; an imported model by the hashes of its files (see
     // `ModelSource::identity`), never by its path.
     let model = ModelSource::identity_of(&experiment.model)?;
-    let base = json!({
-        "stage": "base", "seed": experiment.seed, "device": device,
-        "model": model, "tasks": experiment.tasks,
-        "base_jsonl_sha256": base_jsonl_sha,
-        "base": hashed(without_plugin_paths(json!(experiment.base)), None)?,
-    });
-    let base_key = stage_key(&base);
-    let insert = json!({
-        "stage": "insert", "base_key": base_key, "seed": experiment.seed,
-        "backdoor": experiment.backdoor,
-        "insert": hashed(
-            without_plugin_paths(json!(experiment.insert)),
-            experiment.insert.data.as_deref(),
-        )?,
-    });
     // The sandbagging organism enters its keys; a backdoor's keys are as they always were.
     let sandbag = |mut value: Value| {
         if experiment.organism == crate::experiment::Organism::Sandbag
@@ -85,8 +71,6 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
         }
         value
     };
-    let insert = sandbag(insert);
-    let insert_key = stage_key(&insert);
     let eval = json!({
         "stage": "eval", "seed": experiment.seed, "tasks": experiment.tasks,
         "backdoor": experiment.backdoor,
@@ -94,6 +78,31 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
     });
     let eval = sandbag(eval);
     let eval_key = stage_key(&eval);
+    let base = with_validation(
+        json!({
+            "stage": "base", "seed": experiment.seed, "device": device,
+            "model": model, "tasks": experiment.tasks,
+            "base_jsonl_sha256": base_jsonl_sha,
+            "base": hashed(without_plugin_paths(json!(experiment.base)), None)?,
+        }),
+        experiment.base.until.is_some(),
+        &eval_key,
+    );
+    let base_key = stage_key(&base);
+    let insert = json!({
+        "stage": "insert", "base_key": base_key, "seed": experiment.seed,
+        "backdoor": experiment.backdoor,
+        "insert": hashed(
+            without_plugin_paths(json!(experiment.insert)),
+            experiment.insert.data.as_deref(),
+        )?,
+    });
+    let insert = with_validation(
+        sandbag(insert),
+        experiment.insert.until.is_some(),
+        &eval_key,
+    );
+    let insert_key = stage_key(&insert);
     let remove = json!({
         "stage": "remove", "insert_key": insert_key, "seed": experiment.seed,
         "backdoor": experiment.backdoor,
@@ -112,6 +121,18 @@ pub fn stage_inputs(experiment: &Experiment) -> Result<StageInputs, HarnessError
         remove,
         eval,
     })
+}
+
+/// A stage with a stopping rule stops where the rule first holds on the validation set, which
+/// the eval settings draw (its size is `eval.prompts`, its completions use the eval's decoding,
+/// its triggered prompts the backdoor): such a stage's key takes the eval key too, so two
+/// experiments that check the rule on different validation sets never share the stage. A stage
+/// without a rule keeps the key it always had.
+fn with_validation(mut stage: Value, has_rule: bool, eval_key: &str) -> Value {
+    if has_rule && let Some(map) = stage.as_object_mut() {
+        map.insert("validation_eval_key".into(), json!(eval_key));
+    }
+    stage
 }
 
 /// The keys of every stage of `experiment`.
