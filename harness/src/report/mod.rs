@@ -77,9 +77,9 @@ pub enum ReportError {
     /// No usable font for the plots' text.
     #[error("{0}")]
     Font(String),
-    /// A report file could not be written.
+    /// A report file could not be written (boxed: the harness error is large).
     #[error(transparent)]
-    Write(#[from] crate::error::HarnessError),
+    Write(Box<crate::error::HarnessError>),
     /// A file could not be read, or a plot could not be drawn.
     #[error("{}: {message}", path.display())]
     Io {
@@ -88,6 +88,12 @@ pub enum ReportError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<crate::error::HarnessError> for ReportError {
+    fn from(e: crate::error::HarnessError) -> Self {
+        ReportError::Write(Box::new(e))
+    }
 }
 
 impl ReportError {

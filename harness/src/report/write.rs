@@ -228,9 +228,9 @@ fn unmet_rules(c: &CellData) -> Vec<Stage> {
         .filter(|&stage| {
             c.metrics
                 .iter()
+                .rev()
                 .filter(|r| r.stage == stage)
-                .filter_map(|r| r.criterion.as_ref())
-                .last()
+                .find_map(|r| r.criterion.as_ref())
                 .is_some_and(|criterion| !criterion.met())
         })
         .collect()
