@@ -290,6 +290,65 @@ fn a_write_that_fails_names_the_file_leaves_no_partial_file_and_a_rerun_recovers
     assert_eq!(expected, &results(&root.join("runs")));
 }
 
+/// Unmounts a tmpfs when the test ends, whichever way it ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full disk: the runs and cache folders on a 300 KB tmpfs, so the first checkpoint write
+/// (560 KB) fails with ENOSPC partway through. Needs root and `mount`; where the mount is
+/// refused the test says so and checks nothing (the file-size limit test above covers the same
+/// path everywhere).
+#[test]
+fn a_full_disk_names_the_file_keeps_what_was_written_and_recovers_with_room() {
+    let expected = reference_results();
+    let root = scratch("robust-enospc");
+    let disk = root.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(&disk)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Mounted(disk.clone());
+    let file = write(&root, "grid.toml", GRID);
+    let out = sweep(&file, &disk).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("model.safetensors") && stderr.contains(&disk.display().to_string()),
+        "the file is not named:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(temporaries(&disk), Vec::<PathBuf>::new());
+    let resolved = std::fs::read_to_string(disk.join("runs/grid/config.resolved.toml")).unwrap();
+    assert!(resolved.contains("name = \"grid\""), "{resolved}");
+    // With room again (the same tmpfs, grown; what it holds stays), the same command finishes
+    // to the same results.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let out = sweep(&file, &disk).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(expected, &results(&disk.join("runs")));
+}
+
 #[test]
 fn a_cache_or_runs_folder_that_cannot_be_written_is_named() {
     // (Tests run as root in CI, where permission bits do not stop writes: a file where the
