@@ -349,6 +349,37 @@ fn a_full_disk_names_the_file_keeps_what_was_written_and_recovers_with_room() {
     assert_eq!(expected, &results(&disk.join("runs")));
 }
 
+/// A read-only cache (a tmpfs mounted `ro`; root ignores permission bits, not a read-only
+/// mount): the first cache write fails with EROFS, exit 1 naming the cache folder, nothing
+/// half-written in the runs folder. Skipped with a note where mounting is refused.
+#[test]
+fn a_read_only_cache_is_named_and_nothing_is_half_written() {
+    let root = scratch("robust-rofs");
+    let cache = root.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&cache)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Mounted(cache.clone());
+    let file = write(&root, "grid.toml", GRID);
+    let out = sweep(&file, &root).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&cache.display().to_string()),
+        "the cache is not named:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(temporaries(&root.join("runs")), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn a_cache_or_runs_folder_that_cannot_be_written_is_named() {
     // (Tests run as root in CI, where permission bits do not stop writes: a file where the
