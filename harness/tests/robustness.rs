@@ -293,6 +293,24 @@ fn a_write_that_fails_names_the_file_leaves_no_partial_file_and_a_rerun_recovers
 /// Unmounts a tmpfs when the test ends, whichever way it ends.
 struct Mounted(PathBuf);
 
+impl Mounted {
+    /// A tmpfs mounted on `dir` (created) with mount `options`; `None`, after saying the test
+    /// is skipped, where mounting is refused (it needs root).
+    fn tmpfs(dir: &Path, options: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        }
+        mounted.then(|| Self(dir.to_path_buf()))
+    }
+}
+
 impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -308,18 +326,9 @@ fn a_full_disk_names_the_file_keeps_what_was_written_and_recovers_with_room() {
     let expected = reference_results();
     let root = scratch("robust-enospc");
     let disk = root.join("disk");
-    std::fs::create_dir_all(&disk).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
-        .arg(&disk)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(_unmount) = Mounted::tmpfs(&disk, "size=300k") else {
         return;
-    }
-    let _unmount = Mounted(disk.clone());
+    };
     let file = write(&root, "grid.toml", GRID);
     let out = sweep(&file, &disk).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -356,18 +365,9 @@ fn a_full_disk_names_the_file_keeps_what_was_written_and_recovers_with_room() {
 fn a_read_only_cache_is_named_and_nothing_is_half_written() {
     let root = scratch("robust-rofs");
     let cache = root.join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
-        .arg(&cache)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(_unmount) = Mounted::tmpfs(&cache, "ro,size=1m") else {
         return;
-    }
-    let _unmount = Mounted(cache.clone());
+    };
     let file = write(&root, "grid.toml", GRID);
     let out = sweep(&file, &root).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -118,12 +118,7 @@ pub fn packed_causal_attention(
     value: Tensor<4>,
     query_start: &[usize],
 ) -> Tensor<4> {
-    let dims = check_dims(&query, &key, &value, None);
-    assert_eq!(
-        query_start.len(),
-        dims.batch * dims.q_len,
-        "one query_start per batch row and query position"
-    );
+    let dims = check_packed_dims(&query, &key, &value, query_start);
     match route::route(&query.device(), query.dtype()) {
         Some(route) => fused(query, key, value, dims, query_start.into(), route),
         None => packed_attention_reference(query, key, value, query_start),
@@ -191,14 +186,25 @@ pub fn packed_attention_reference(
     value: Tensor<4>,
     query_start: &[usize],
 ) -> Tensor<4> {
-    let dims = check_dims(&query, &key, &value, None);
+    let dims = check_packed_dims(&query, &key, &value, query_start);
+    let (key, value) = repeat_kv(key, value, dims);
+    masked_reference(query, key, value, dims, query_start)
+}
+
+/// [`check_dims`] of a packed call, and one `query_start` per batch row and query position.
+fn check_packed_dims(
+    query: &Tensor<4>,
+    key: &Tensor<4>,
+    value: &Tensor<4>,
+    query_start: &[usize],
+) -> AttentionDims {
+    let dims = check_dims(query, key, value, None);
     assert_eq!(
         query_start.len(),
         dims.batch * dims.q_len,
         "one query_start per batch row and query position"
     );
-    let (key, value) = repeat_kv(key, value, dims);
-    masked_reference(query, key, value, dims, query_start)
+    dims
 }
 
 /// Keys and values with each key/value head repeated for its query heads.

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 
 /// Multi-head causal self-attention: separate query, key, value and output projections.
 ///
@@ -38,6 +38,26 @@ pub(crate) enum AttentionMask {
     /// keys `starts[b * seq + i] ..= i`, the tokens of its own sequence. Training only (no
     /// cache).
     Packed(std::sync::Arc<[usize]>),
+}
+
+impl AttentionMask {
+    /// The position ids and mask a training batch is run with: every row counts its positions
+    /// from 0 under causal masking, or, for a packed batch, every sequence counts from 0 and
+    /// sees only its own tokens. What each model's `masked_loss` passes to its `forward_with`.
+    pub(crate) fn of_batch(batch: &crate::LmBatch) -> (Tensor<2, Int>, Self) {
+        match &batch.packing {
+            None => {
+                let [_, seq] = batch.inputs.dims();
+                let positions =
+                    Tensor::<1, Int>::arange(0..seq as i64, &batch.inputs.device()).unsqueeze();
+                (positions, Self::Causal)
+            }
+            Some(packing) => (
+                packing.positions.clone(),
+                Self::Packed(packing.starts.clone()),
+            ),
+        }
+    }
 }
 
 /// Keys and values of one layer for the positions processed so far.

@@ -353,16 +353,8 @@ impl Gpt2 {
     /// Mean cross-entropy over the batch's masked target tokens; see
     /// [`TinyGpt::masked_loss`](crate::TinyGpt::masked_loss).
     pub fn masked_loss(&self, batch: &LmBatch) -> Tensor<1> {
-        let logits = match &batch.packing {
-            None => self.forward(batch.inputs.clone()),
-            Some(packing) => self.forward_with(
-                batch.inputs.clone(),
-                packing.positions.clone(),
-                &AttentionMask::Packed(packing.starts.clone()),
-                None,
-                false,
-            ),
-        };
+        let (positions, mask) = AttentionMask::of_batch(batch);
+        let logits = self.forward_with(batch.inputs.clone(), positions, &mask, None, false);
         crate::tiny_gpt::masked_cross_entropy(logits, batch)
     }
 

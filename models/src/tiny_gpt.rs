@@ -252,16 +252,8 @@ impl TinyGpt {
     /// As [`forward`](Self::forward); [`masked_loss_checked`](Self::masked_loss_checked)
     /// returns errors instead.
     pub fn masked_loss(&self, batch: &LmBatch) -> Tensor<1> {
-        let logits = match &batch.packing {
-            None => self.forward(batch.inputs.clone()),
-            Some(packing) => self.forward_with(
-                batch.inputs.clone(),
-                packing.positions.clone(),
-                &AttentionMask::Packed(packing.starts.clone()),
-                None,
-                false,
-            ),
-        };
+        let (positions, mask) = AttentionMask::of_batch(batch);
+        let logits = self.forward_with(batch.inputs.clone(), positions, &mask, None, false);
         masked_cross_entropy(logits, batch)
     }
 
