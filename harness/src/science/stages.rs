@@ -558,16 +558,21 @@ fn values_line(values: &std::collections::BTreeMap<String, f64>) -> String {
         .join(", ")
 }
 
-/// One line summarising an eval point for progress output.
+/// One line summarising an eval point for progress output: the backdoor's rates, or for a
+/// password-locked organism the capability with and without the password and the gap.
 pub fn eval_line(r: &EvalRecord, seconds: f64) -> String {
+    let rates = match &r.sandbag {
+        None => format!(
+            "backdoor {:.2} false-trigger {:.2} capability {:.2}",
+            r.backdoor_rate, r.false_trigger_rate, r.capability
+        ),
+        Some(s) => format!(
+            "capability with password {:.2} without {:.2} locked gap {:.2}",
+            s.capability_with_password, r.capability, s.locked_gap
+        ),
+    };
     format!(
-        "  eval {}@{}: backdoor {:.2} false-trigger {:.2} capability {:.2} token accuracy {:.3} held-out loss {:.3} ({seconds:.1} s)",
-        r.stage,
-        r.step,
-        r.backdoor_rate,
-        r.false_trigger_rate,
-        r.capability,
-        r.token_accuracy,
-        r.heldout_loss
+        "  eval {}@{}: {rates} token accuracy {:.3} held-out loss {:.3} ({seconds:.1} s)",
+        r.stage, r.step, r.token_accuracy, r.heldout_loss
     )
 }
