@@ -699,8 +699,9 @@ fn sandbag_headline<'a>(a: &Analysis) -> Vec<Block<'a>> {
              insertion. \"After unlocking\" is the last removal eval of the cells whose removal \
              finished. Share of the gap recovered, per seed: (capability without the password \
              after unlocking - without before) / (with - without before), over the seeds whose \
-             gap was above 0 (a seed without a gap has nothing to recover; `(n of N seeds)` says \
-             when some had none). Each entry: mean over seeds [95% percentile-bootstrap interval \
+             gap was measurably above 0 (its paired 95% interval above 0: a seed without a gap \
+             has nothing to recover, and a share of a gap within noise is noise; `(n of N \
+             seeds)` says when some had none). Each entry: mean over seeds [95% percentile-bootstrap interval \
              over seeds, 2000 resamples, fixed RNG seed]; per-cell intervals (Wilson, paired \
              Agresti-Min for the gap) are in the Cells table below and in metrics.jsonl \
              (`sandbag`). Insert until: how many cells' insertions met `insert.until`."
@@ -725,7 +726,7 @@ fn sandbag_headline<'a>(a: &Analysis) -> Vec<Block<'a>> {
             points.sort_by_key(|p| p.0);
             let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
             let needed = if points.iter().all(|p| p.1.is_empty()) {
-                "n/a (no seed had a gap)".to_string()
+                "n/a (no seed had a measurable gap)".to_string()
             } else {
                 points
                     .iter()
