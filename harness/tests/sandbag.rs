@@ -315,3 +315,43 @@ fn insertion_can_train_until_a_locked_gap_rule_holds() {
         "{message}"
     );
 }
+
+/// Unlocking is a removal like the others: through a LoRA on full weights frozen, and by RL
+/// with the exact-match reward on prompts without the password. Each run finishes, records the
+/// organism's rates at every removal eval point, and its first removal eval is the locked
+/// model's (the same insertion, so the same rates at step 0).
+#[test]
+fn unlocking_works_through_lora_and_through_rl() {
+    let lora = experiment(
+        "substrate = \"lora\"\nlora = { rank = 2, alpha = 4.0, targets = [\"query\", \"value\"] }\n",
+    );
+    let rl = experiment("").replace(
+        "method = \"unlock\"\ndemonstrations = 4\n",
+        "method = \"rl\"\nrl = { group_size = 2 }\n",
+    );
+    assert!(rl.contains("method = \"rl\"") && !rl.contains("demonstrations"));
+    let mut at_step_zero = Vec::new();
+    for (name, text) in [("lora", lora), ("rl", rl)] {
+        let root = scratch(&format!("sandbag-unlock-{name}"));
+        let file = write(&root, "s.toml", &text);
+        let outcome = run(&args(&file, &root, 1)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(outcome.all_completed(), "{name}");
+        let cell = common::only_cell(&root);
+        let metrics = read_jsonl::<MetricsLine>(&cell.join("metrics.jsonl")).unwrap();
+        let removal: Vec<_> = metrics
+            .iter()
+            .filter(|l| l.record.stage == Stage::Remove)
+            .collect();
+        assert!(
+            removal.len() >= 2,
+            "{name}: {} removal evals",
+            removal.len()
+        );
+        assert!(
+            removal.iter().all(|l| l.record.sandbag.is_some()),
+            "{name}: every removal eval has the organism's rates"
+        );
+        at_step_zero.push(removal[0].record.sandbag.clone());
+    }
+    assert_eq!(at_step_zero[0], at_step_zero[1]);
+}
