@@ -275,13 +275,33 @@ def bench_triad(args, device):
 
 
 def bench_matmul(args, device):
+    """`batch` products of [m, k] x [k, n] (one [n, n] x [n, n] by default), the same operands
+    as zoo-bench's probe; `--lib numpy` times NumPy's matmul instead (the BLAS NumPy was built
+    with, OpenBLAS for the PyPI wheels; its threads follow OPENBLAS_NUM_THREADS)."""
     n = args.n
-    x = torch.sin(torch.arange(n * n, dtype=torch.float32) * 0.013).view(n, n).to(device)
-    y = torch.sin(torch.arange(n * n, dtype=torch.float32) * 0.013 + 1.0).view(n, n).to(device)
-    seconds = timed(args.warmup, args.runs, device, lambda: (x @ y)[0, 0].item())
-    m = median(seconds)
-    return {"bench": "matmul", "n": n, "seconds": seconds, "median_s": m,
-            "flops_per_s": 2 * n ** 3 / m}
+    m = args.m or n
+    k = args.k or n
+    b = args.batch
+    if min(m, k, n, b) < 1:
+        sys.exit(f"error: matmul sides must be at least 1, got batch {b}, m {m}, k {k}, n {n}")
+    lhs = torch.sin(torch.arange(b * m * k, dtype=torch.float32) * 0.013).view(b, m, k)
+    rhs = torch.sin(torch.arange(b * k * n, dtype=torch.float32) * 0.013 + 1.0).view(b, k, n)
+    if b == 1:  # one product: plain 2-D operands, as before the batch option
+        lhs, rhs = lhs[0], rhs[0]
+    first = (0,) * lhs.dim()
+    out = {"bench": "matmul", "n": n, "m": m, "k": k, "batch": b, "lib": args.lib}
+    if args.lib == "numpy":
+        import numpy as np
+
+        x, y = lhs.numpy(), rhs.numpy()
+        seconds = timed(args.warmup, args.runs, torch.device("cpu"), lambda: float(np.matmul(x, y)[first]))
+        out["numpy"] = np.__version__
+    else:
+        x, y = lhs.to(device), rhs.to(device)
+        seconds = timed(args.warmup, args.runs, device, lambda: (x @ y)[first].item())
+    med = median(seconds)
+    out.update({"seconds": seconds, "median_s": med, "flops_per_s": 2 * b * m * k * n / med})
+    return out
 
 
 def bench_elementwise(args, device):
@@ -324,6 +344,11 @@ def main():
     el.add_argument("--len", type=int, default=4 << 20)
     mm = sub.add_parser("matmul")
     mm.add_argument("--n", type=int, default=1024)
+    mm.add_argument("--m", type=int, default=None, help="rows of the product (default: n)")
+    mm.add_argument("--k", type=int, default=None, help="the inner dimension (default: n)")
+    mm.add_argument("--batch", type=int, default=1, help="independent products, batched")
+    mm.add_argument("--lib", choices=["torch", "numpy"], default="torch",
+                    help="torch (MKL or oneDNN) or numpy (its BLAS: OpenBLAS for the PyPI wheels)")
     args = p.parse_args()
     if args.runs < 1:
         sys.exit("error: --runs must be at least 1")

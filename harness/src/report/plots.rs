@@ -176,12 +176,7 @@ fn axis_caption(keys: &[String], fallback: &str) -> String {
 /// the mean over seeds with its 95% bootstrap band, and the insertion's capability with the
 /// password dotted for reference.
 pub fn unlock_curve(run: &RunData, a: &Analysis) -> Result<Plot, ReportError> {
-    let insertions: Vec<&String> = a
-        .insertions
-        .iter()
-        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i))
-        .collect();
-    let legend_h = 30 + 24 * insertions.len().div_ceil(3) as u32;
+    let legend_h = 30 + 24 * sandbag_insertions(a).len().div_ceil(3) as u32;
     let size = (760, 480 + legend_h);
     let title = format!(
         "Unlocking: capability without the password, per insertion setting ({})",
@@ -196,21 +191,35 @@ pub fn unlock_curve(run: &RunData, a: &Analysis) -> Result<Plot, ReportError> {
     )
 }
 
-/// The unlocking curve's x positions: the removal settings of the sandbag groups, ordered by
-/// `remove.demonstrations` when every group has it (else in grid order), with their labels.
-fn unlock_settings(a: &Analysis) -> Vec<(String, String)> {
+/// The insertion settings of a password-locked run's groups, in grid order.
+fn sandbag_insertions(a: &Analysis) -> Vec<&String> {
+    a.insertions
+        .iter()
+        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i))
+        .collect()
+}
+
+/// The unlocking curve's x positions: the removal settings of the sandbag groups with their
+/// labels. When `remove.demonstrations` is the only removal axis they are ordered by k and
+/// labelled `k = ...`; otherwise they keep grid order and their settings' labels.
+fn unlock_settings(run: &RunData, a: &Analysis) -> Vec<(String, String)> {
     let mut settings: Vec<(Option<usize>, String)> = Vec::new();
     for removal in &a.removals {
         if let Some(g) = a.sandbag.iter().find(|g| &g.removal == removal) {
             settings.push((g.demonstrations, removal.clone()));
         }
     }
-    if settings.iter().all(|s| s.0.is_some()) {
+    let by_k =
+        run.removal_axes == ["remove.demonstrations"] && settings.iter().all(|s| s.0.is_some());
+    if by_k {
         settings.sort_by_key(|s| s.0);
     }
     settings
         .into_iter()
-        .map(|(k, removal)| (removal.clone(), k.map_or(removal, |k| format!("k = {k}"))))
+        .map(|(k, removal)| match k {
+            Some(k) if by_k => (removal, format!("k = {k}")),
+            _ => (removal.clone(), removal),
+        })
         .collect()
 }
 
@@ -226,7 +235,7 @@ fn draw_unlock<DB: DrawingBackend>(
     let root = root.titled(title, (FAMILY, 20)).map_err(err)?;
     let (_, height) = root.dim_in_pixel();
     let (body, legend) = root.split_vertically(height - legend_h);
-    let settings = unlock_settings(a);
+    let settings = unlock_settings(run, a);
     // Position 0 is the locked model; settings follow at 1, 2, ...
     let labels: Vec<String> = std::iter::once("locked (after insert)".to_string())
         .chain(settings.iter().map(|s| s.1.clone()))
@@ -260,16 +269,13 @@ fn draw_unlock<DB: DrawingBackend>(
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
-    let insertions = a
-        .insertions
-        .iter()
-        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i));
-    for (i, insertion) in insertions.enumerate() {
+    let insertions = sandbag_insertions(a);
+    for (i, insertion) in insertions.iter().enumerate() {
         let c = color(i);
         let groups: Vec<_> = a
             .sandbag
             .iter()
-            .filter(|g| &g.insertion == insertion)
+            .filter(|g| g.insertion == **insertion)
             .collect();
         // The locked model and the password's level: every group of an insertion setting
         // shares its insertions, so the first group's seeds stand for them.
@@ -333,11 +339,7 @@ fn draw_unlock<DB: DrawingBackend>(
     legend
         .draw(&Text::new(note, (20, 4), (FAMILY, 14).into_font()))
         .map_err(err)?;
-    let names = a
-        .insertions
-        .iter()
-        .filter(|i| a.sandbag.iter().any(|g| &g.insertion == *i));
-    for (i, insertion) in names.enumerate() {
+    for (i, insertion) in insertions.iter().enumerate() {
         let (x, y) = (20 + (i % 3) as i32 * 240, 30 + (i / 3) as i32 * 24);
         let c = color(i);
         legend
@@ -348,7 +350,7 @@ fn draw_unlock<DB: DrawingBackend>(
             .map_err(err)?;
         legend
             .draw(&Text::new(
-                insertion.clone(),
+                insertion.to_string(),
                 (x + 38, y),
                 (FAMILY, 15).into_font(),
             ))

@@ -39,6 +39,17 @@ const METRIC_COLUMNS: [&str; 18] = [
     "n_clean",
 ];
 
+/// The columns a password-locked run (`organism = "sandbag"`) adds at the end: capability
+/// with the password and its Wilson interval, the locked gap and its paired interval.
+const SANDBAG_COLUMNS: [&str; 6] = [
+    "capability_with_password",
+    "capability_with_password_lo",
+    "capability_with_password_hi",
+    "locked_gap",
+    "locked_gap_lo",
+    "locked_gap_hi",
+];
+
 /// A number for the CSV: shortest round-trip form, always with a decimal point (so pandas reads
 /// a column of 0s and 1s as float, like the rest), empty when not finite.
 fn num(x: f64) -> String {
@@ -53,7 +64,8 @@ fn num(x: f64) -> String {
 /// insertion and removal (the settings' labels), one column per swept key (except `seed`,
 /// which has its own), seed, status, where a diverged cell diverged, stage, step, each rate
 /// with its Wilson interval (`_lo`, `_hi`), held-out loss (empty when not finite), prompt
-/// counts, and `capability_<family>` per task family.
+/// counts, and `capability_<family>` per task family; for a password-locked run then the
+/// [`SANDBAG_COLUMNS`].
 pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
     let fixed: Vec<&str> = LEAD_COLUMNS
         .iter()
@@ -82,6 +94,15 @@ pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
     header.extend(axis_columns);
     header.extend(METRIC_COLUMNS.iter().map(|s| s.to_string()));
     header.extend(families.iter().map(|f| format!("capability_{f}")));
+    // A password-locked run also gets the organism's rates (a backdoor run's columns are
+    // unchanged).
+    let sandbag = run
+        .cells
+        .iter()
+        .any(|c| c.metrics.iter().any(|r| r.sandbag.is_some()));
+    if sandbag {
+        header.extend(SANDBAG_COLUMNS.iter().map(|s| s.to_string()));
+    }
     let mut writer = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| ReportError::io("results.csv", e);
     writer.write_record(&header).map_err(fail)?;
@@ -128,6 +149,19 @@ pub fn results_csv(run: &RunData) -> Result<Vec<u8>, ReportError> {
                     .map(|x| num(*x))
                     .unwrap_or_default()
             }));
+            if sandbag {
+                row.extend(match &r.sandbag {
+                    Some(s) => [
+                        num(s.capability_with_password),
+                        num(s.capability_with_password_ci[0]),
+                        num(s.capability_with_password_ci[1]),
+                        num(s.locked_gap),
+                        s.locked_gap_ci.map(|ci| num(ci[0])).unwrap_or_default(),
+                        s.locked_gap_ci.map(|ci| num(ci[1])).unwrap_or_default(),
+                    ],
+                    None => Default::default(),
+                });
+            }
             writer.write_record(&row).map_err(fail)?;
         }
     }

