@@ -743,7 +743,9 @@ fn sandbag_headline<'a>(a: &Analysis) -> Vec<Block<'a>> {
         ),
     ];
     // The recovery over k, per insertion setting, where `remove.demonstrations` is swept.
-    let mut by_insertion: Vec<(String, Vec<(usize, &[f64])>)> = Vec::new();
+    // Per insertion setting: (k, the per-seed shares recovered with k demonstrations).
+    type Points<'s> = Vec<(usize, &'s [f64])>;
+    let mut by_insertion: Vec<(String, Points)> = Vec::new();
     for g in &a.sandbag {
         let Some(k) = g.demonstrations else { continue };
         match by_insertion.iter_mut().find(|(i, _)| *i == g.insertion) {
