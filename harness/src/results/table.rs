@@ -210,7 +210,11 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
         })
         .collect();
     let mut out = markdown(&header, &rows);
-    base_and_rule_lines(summaries, &mut out);
+    base_line(summaries, &mut out);
+    if let Some(lines) = calibration_lines(summaries) {
+        out.push('\n');
+        out.push_str(&lines);
+    }
     let _ = writeln!(
         out,
         "Rates with 95% Wilson intervals; capability lost in insert: paired difference on the same prompts, 95% Agresti-Min interval. Raw completions: generations.jsonl in each cell folder."
@@ -264,7 +268,10 @@ fn sandbag_table(summaries: &[CellSummary]) -> String {
         })
         .collect();
     let mut out = markdown(&header, &rows);
-    base_and_rule_lines(summaries, &mut out);
+    // Not the learning-rate rule's lines: its capability budget is the backdoor organism's
+    // (a lock costs capability without the password by design; experiments/calibrate-lock.toml
+    // states the lock's own rule).
+    base_line(summaries, &mut out);
     let _ = writeln!(
         out,
         "Capability is exact match on held-out tasks, with or without the password; the locked gap is with minus without on the same tasks (95% paired Agresti-Min interval), other rates with 95% Wilson intervals. Raw completions: generations.jsonl in each cell folder."
@@ -272,8 +279,8 @@ fn sandbag_table(summaries: &[CellSummary]) -> String {
     out
 }
 
-/// The base model's capability line and the learning-rate rule's picks, after a results table.
-fn base_and_rule_lines(summaries: &[CellSummary], out: &mut String) {
+/// The base model's capability line, after a results table.
+fn base_line(summaries: &[CellSummary], out: &mut String) {
     if let Some(first) = summaries.iter().find_map(|s| s.base.as_ref()) {
         let families: Vec<String> = first
             .capability_by_family
@@ -292,10 +299,6 @@ fn base_and_rule_lines(summaries: &[CellSummary], out: &mut String) {
                 c.describe()
             ))
         );
-    }
-    if let Some(lines) = calibration_lines(summaries) {
-        out.push('\n');
-        out.push_str(&lines);
     }
 }
 
