@@ -242,9 +242,17 @@ fn sandbag_table(summaries: &[CellSummary]) -> String {
         .iter()
         .map(|s| {
             let lock = s.after_insert.as_ref().and_then(|r| r.sandbag.as_ref());
+            // The unlocking's learning rate, and its length when that is swept.
+            let steps = s
+                .axes
+                .get("remove.steps")
+                .map_or(String::new(), |n| format!(", {n} steps"));
             vec![
                 s.insert_optimizer.clone(),
-                format!("{} ({})", s.remove_method, s.remove_optimizer),
+                format!(
+                    "{} ({}, lr {:e}{steps})",
+                    s.remove_method, s.remove_optimizer, s.remove_lr
+                ),
                 s.axes
                     .get("remove.demonstrations")
                     .cloned()
