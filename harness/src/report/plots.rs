@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use plotters::coord::Shift;
+use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -170,6 +172,69 @@ fn axis_caption(keys: &[String], fallback: &str) -> String {
     }
 }
 
+/// A line of means over x with a circle at each point and, where two points or more have an
+/// interval, the band between their bounds: `points` are `(x, mean, interval)`.
+fn draw_mean_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[(f64, f64, Option<[f64; 2]>)],
+    c: RGBColor,
+) -> DrawResult {
+    let upper: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|(x, _, iv)| iv.map(|iv| (*x, iv[1])))
+        .collect();
+    let lower: Vec<(f64, f64)> = points
+        .iter()
+        .rev()
+        .filter_map(|(x, _, iv)| iv.map(|iv| (*x, iv[0])))
+        .collect();
+    if upper.len() >= 2 {
+        let band: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
+            .map_err(err)?;
+    }
+    let line: Vec<(f64, f64)> = points.iter().map(|(x, mean, _)| (*x, *mean)).collect();
+    chart
+        .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+        .map_err(err)?;
+    chart
+        .draw_series(line.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// The legend under a line plot: `note` on the first row, then one colour swatch and name per
+/// line, three to a row, `column` pixels apart.
+fn draw_legend<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    note: &str,
+    names: &[&String],
+    column: i32,
+) -> DrawResult {
+    legend
+        .draw(&Text::new(note, (20, 4), (FAMILY, 14).into_font()))
+        .map_err(err)?;
+    for (i, name) in names.iter().enumerate() {
+        let (x, y) = (20 + (i % 3) as i32 * column, 30 + (i / 3) as i32 * 24);
+        let c = color(i);
+        legend
+            .draw(&PathElement::new(
+                vec![(x, y + 8), (x + 30, y + 8)],
+                c.stroke_width(3),
+            ))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(
+                name.to_string(),
+                (x + 38, y),
+                (FAMILY, 15).into_font(),
+            ))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// The unlocking curve of a password-locked run: capability without the password against the
 /// removal setting (the number of demonstrations k, in increasing order, when it is swept),
 /// one line per insertion setting starting from the locked model (after insertion), each point
@@ -308,55 +373,18 @@ fn draw_unlock<DB: DrawingBackend>(
                 c.mix(0.8).stroke_width(1),
             ))
             .map_err(err)?;
-        let upper: Vec<(f64, f64)> = points
+        let points: Vec<(f64, f64, Option<[f64; 2]>)> = points
             .iter()
-            .filter_map(|(x, m)| m.interval.map(|iv| (*x, iv[1])))
+            .map(|(x, m)| (*x, m.mean, m.interval))
             .collect();
-        let lower: Vec<(f64, f64)> = points
-            .iter()
-            .rev()
-            .filter_map(|(x, m)| m.interval.map(|iv| (*x, iv[0])))
-            .collect();
-        if upper.len() >= 2 {
-            let band: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
-            chart
-                .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
-                .map_err(err)?;
-        }
-        let line: Vec<(f64, f64)> = points.iter().map(|(x, m)| (*x, m.mean)).collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
-            .map_err(err)?;
-        chart
-            .draw_series(line.into_iter().map(|p| Circle::new(p, 3, c.filled())))
-            .map_err(err)?;
+        draw_mean_line(&mut chart, &points, c)?;
     }
     let note = if a.max_seeds >= 2 {
         "line: mean over seeds; band: 95% bootstrap interval over seeds; dotted: with the password"
     } else {
         "one seed per setting: lines without a band; dotted: capability with the password"
     };
-    legend
-        .draw(&Text::new(note, (20, 4), (FAMILY, 14).into_font()))
-        .map_err(err)?;
-    for (i, insertion) in insertions.iter().enumerate() {
-        let (x, y) = (20 + (i % 3) as i32 * 240, 30 + (i / 3) as i32 * 24);
-        let c = color(i);
-        legend
-            .draw(&PathElement::new(
-                vec![(x, y + 8), (x + 30, y + 8)],
-                c.stroke_width(3),
-            ))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(
-                insertion.to_string(),
-                (x + 38, y),
-                (FAMILY, 15).into_font(),
-            ))
-            .map_err(err)?;
-    }
-    Ok(())
+    draw_legend(&legend, note, &insertions, 240)
 }
 
 /// Removal curves: one panel per removal setting, one line per insertion setting (mean
@@ -456,34 +484,12 @@ fn draw_curves<DB: DrawingBackend>(
                 continue;
             };
             let c = color(i);
-            let upper: Vec<(f64, f64)> = group
+            let points: Vec<(f64, f64, Option<[f64; 2]>)> = group
                 .curve
                 .iter()
-                .filter_map(|p| p.backdoor.interval.map(|iv| (p.x, iv[1])))
+                .map(|p| (p.x, p.backdoor.value, p.backdoor.interval))
                 .collect();
-            let lower: Vec<(f64, f64)> = group
-                .curve
-                .iter()
-                .rev()
-                .filter_map(|p| p.backdoor.interval.map(|iv| (p.x, iv[0])))
-                .collect();
-            if upper.len() >= 2 {
-                let band: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
-                chart
-                    .draw_series(std::iter::once(Polygon::new(band, c.mix(0.18).filled())))
-                    .map_err(err)?;
-            }
-            let line: Vec<(f64, f64)> = group
-                .curve
-                .iter()
-                .map(|p| (p.x, p.backdoor.value))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
-                .map_err(err)?;
-            chart
-                .draw_series(line.into_iter().map(|p| Circle::new(p, 3, c.filled())))
-                .map_err(err)?;
+            draw_mean_line(&mut chart, &points, c)?;
         }
     }
     // One legend for every panel.
@@ -492,27 +498,8 @@ fn draw_curves<DB: DrawingBackend>(
     } else {
         "one seed per setting: lines without a band (no interval over seeds); dashed: 0.5 threshold"
     };
-    legend
-        .draw(&Text::new(note, (20, 4), (FAMILY, 14).into_font()))
-        .map_err(err)?;
-    for (i, insertion) in a.insertions.iter().enumerate() {
-        let (x, y) = (20 + (i % 3) as i32 * 300, 30 + (i / 3) as i32 * 24);
-        let c = color(i);
-        legend
-            .draw(&PathElement::new(
-                vec![(x, y + 8), (x + 30, y + 8)],
-                c.stroke_width(3),
-            ))
-            .map_err(err)?;
-        legend
-            .draw(&Text::new(
-                insertion.clone(),
-                (x + 38, y),
-                (FAMILY, 15).into_font(),
-            ))
-            .map_err(err)?;
-    }
-    Ok(())
+    let names: Vec<&String> = a.insertions.iter().collect();
+    draw_legend(&legend, note, &names, 300)
 }
 
 /// Pareto traces: one panel per insertion by removal setting; each seed's removal run as

