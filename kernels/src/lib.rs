@@ -22,12 +22,14 @@
 //!   backward; [`packed_causal_attention`], the same kernels over packed rows (each sequence
 //!   sees only its own keys); [`attention_reference`] and [`packed_attention_reference`], the
 //!   compositions they replace.
+//! - `linear`: [`linear`], `x W + b` with every product written straight into a new f32
+//!   buffer (flex's own outputs are zeroed and copied first), and its backward.
 //! - `loss`: [`masked_cross_entropy`], softmax cross-entropy at masked targets fused with
 //!   its mean, and its backward; [`masked_cross_entropy_reference`].
 //! - `norm`: [`layer_norm`] and [`rms_norm`], each with its backward;
 //!   [`rms_norm_reference`], the composition the second replaces.
-//! - `simd`: a branch-free `exp` and the row loops that LLVM vectorises (AVX2 where the CPU
-//!   has it, chosen at run time; both builds give the same bits).
+//! - `simd`: a branch-free `exp` and the row loops that LLVM vectorises (AVX-512 or AVX2
+//!   where the CPU has it, chosen at run time; every build gives the same bits).
 //! - `route`: how a `Tensor<D>` on flex is turned into its primitive (plain or tracked) and
 //!   back. Uses burn's `extension` feature (`Tensor::try_into_primitive`) and burn-autodiff's
 //!   public `Backward` API; nothing else in burn is reached into.
@@ -46,6 +48,7 @@
 
 mod activation;
 mod attention;
+mod linear;
 mod loss;
 mod norm;
 mod route;
@@ -60,7 +63,10 @@ pub use attention::{
     forward_values as attention_forward_values, packed_attention_reference,
     packed_causal_attention,
 };
-
+pub use linear::{
+    LinearDims, LinearGrads, backward_values as linear_backward_values,
+    forward_values as linear_forward_values, linear,
+};
 pub use loss::{
     backward_values as cross_entropy_backward_values,
     forward_values as cross_entropy_forward_values, masked_cross_entropy,

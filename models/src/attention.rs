@@ -1,5 +1,6 @@
 //! Causal multi-head self-attention with an optional key/value cache.
 
+use crate::linear::project;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::module::attention;
@@ -93,13 +94,13 @@ impl CausalSelfAttention {
         let d_head = d_model / n_heads;
         let heads = |x: Tensor<3>| x.reshape([batch, seq, n_heads, d_head]).swap_dims(1, 2);
 
-        let query = heads(self.query.forward(input.clone()));
-        let key = heads(self.key.forward(input.clone()));
-        let value = heads(self.value.forward(input));
+        let query = heads(project(&self.query, input.clone()));
+        let key = heads(project(&self.key, input.clone()));
+        let value = heads(project(&self.value, input));
 
         let context = attend(query, key, value, mask, cache);
         let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
-        self.output.forward(context)
+        project(&self.output, context)
     }
 }
 

