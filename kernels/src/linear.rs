@@ -6,13 +6,16 @@
 //! output as bytes (`FlexTensor::empty`: a zeroed `Vec<u8>`, then copied into an aligned
 //! buffer because a `Vec<u8>` reports alignment 1), so every output is written three times
 //! (zeroed, copied, computed). Here the output is a `Vec<f32>` handed to `gemm` uninitialised
-//! and written once. The products are the same `gemm` calls as flex's (same operand strides,
-//! same rule for going parallel), and the bias is added after the product as burn adds it, so
-//! the output and the input gradient are burn's bits on a training batch, the weight gradient
-//! too for a 2-D input (for a 3-D one it differs in the last bits: burn reaches its product
-//! through reshapes), and the bias gradient sums each column's rows in order
-//! (`tests/linear.rs` checks all of it). The input is kept for the backward pass only when
-//! the weight needs a gradient, and the weight only when the input does, as burn does.
+//! and written once. The forward product and the input's gradient are the same `gemm` calls
+//! as flex's (same operand strides, same rule for going parallel) folded over every row, and
+//! the bias is added after the product as burn adds it; the weight's and the bias's gradients
+//! follow burn's own choice between a folded and a batched product (see
+//! `LinearState::backward`). So the output and every gradient are burn's bits on the shapes
+//! training and generation use (`tests/linear.rs` checks batched and folded cases; on tiny
+//! shapes, a few inputs per row, `gemm` may order a folded and a batched product's sums
+//! differently, and the results agree to 1e-5 relative). The input
+//! is kept for the backward pass only when the weight needs a gradient, and the weight only
+//! when the input does, as burn does.
 
 use burn::tensor::Tensor;
 use burn::tensor::module::linear as burn_linear;
@@ -20,7 +23,9 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_backend::ops::FloatTensorOps;
 use burn_flex::{Flex, FlexTensor};
+use burn_std::{MatmulTransformAction, MatmulTransformAnalysis, MatmulTransformPolicy, Shape};
 use rayon::prelude::*;
 
 use crate::route::{self, Route};
@@ -321,35 +326,77 @@ struct LinearState {
 
 impl LinearState {
     /// Computes the gradients asked for and registers them with the given nodes.
+    ///
+    /// The input's gradient is always [`backward_values`]' product (the same bits as burn's,
+    /// whether burn runs it batched or folded). The weight's and the bias's follow what burn's
+    /// linear does for this shape: where it folds the leading dimensions into rows (its
+    /// matmul transform policy), or the input is 2-D, the weight's gradient is the folded
+    /// product too and the bias's one column sum over rows, flex's `sum_dim`; where it keeps
+    /// the batched product, both are flex's own batched product and sums, called as burn's
+    /// autodiff calls them.
     fn backward(
         &self,
-        dy: &FlexTensor,
+        dy: FlexTensor,
         grads: &mut Gradients,
         [x_node, w_node, b_node]: [Option<burn_autodiff::NodeId>; 3],
     ) {
-        let LinearDims { d_in, d_out, .. } = self.dims;
+        let LinearDims { rows, d_in, d_out } = self.dims;
+        let rank = self.in_shape.len();
+        let batched = rank > 2 && {
+            let analysis = MatmulTransformAnalysis::from_shapes(
+                &Shape::from(self.in_shape.clone()),
+                &Shape::from(vec![d_in, d_out]),
+            );
+            MatmulTransformPolicy::default().action(&analysis) == MatmulTransformAction::Keep
+        };
         let out = backward_values(
             self.x
                 .as_ref()
-                .filter(|_| w_node.is_some())
+                .filter(|_| w_node.is_some() && !batched)
                 .map(route::values),
             self.w
                 .as_ref()
                 .filter(|_| x_node.is_some())
                 .map(route::values),
-            route::values(dy),
+            route::values(&dy),
             self.dims,
-            b_node.is_some(),
+            false,
         );
         if let (Some(id), Some(dx)) = (x_node, out.input) {
             grads.register::<Flex>(id, route::new_tensor(dx, &self.in_shape));
         }
-        if let (Some(id), Some(dw)) = (w_node, out.weight) {
-            grads.register::<Flex>(id, route::new_tensor(dw, &[d_in, d_out]));
+        if let Some(id) = w_node {
+            let dw = match (out.weight, &self.x) {
+                (Some(dw), _) => route::new_tensor(dw, &[d_in, d_out]),
+                (None, Some(x)) => {
+                    // burn: matmul(x^T, dy) per batch, summed over the batch dimensions.
+                    let per_batch =
+                        Flex::float_matmul(Flex::float_transpose(x.clone()), dy.clone());
+                    let summed = sum_leading(per_batch, rank - 2);
+                    Flex::float_reshape(summed, Shape::from(vec![d_in, d_out]))
+                }
+                (None, None) => unreachable!("the input is kept when the weight is tracked"),
+            };
+            grads.register::<Flex>(id, dw);
         }
-        if let (Some(id), Some(db)) = (b_node, out.bias) {
-            grads.register::<Flex>(id, route::new_tensor(db, &[d_out]));
+        if let Some(id) = b_node {
+            let db = if batched {
+                sum_leading(dy, rank - 1)
+            } else {
+                Flex::float_sum_dim(Flex::float_reshape(dy, Shape::from(vec![rows, d_out])), 0)
+            };
+            grads.register::<Flex>(id, Flex::float_reshape(db, Shape::from(vec![d_out])));
         }
+    }
+}
+
+/// The sum over the first `count` dimensions, as burn-autodiff reduces a broadcast operand's
+/// gradient (one `sum_dim` for one dimension, one `sum_dims` for several).
+fn sum_leading(tensor: FlexTensor, count: usize) -> FlexTensor {
+    match count {
+        0 => tensor,
+        1 => Flex::float_sum_dim(tensor, 0),
+        _ => Flex::float_sum_dims(tensor, &(0..count).collect::<Vec<_>>()),
     }
 }
 
@@ -368,7 +415,7 @@ impl Backward<Flex, 2> for LinearBackward {
     ) {
         let dy = route::contiguous(grads.consume::<Flex>(&ops.node));
         let [x, w] = ops.parents.map(|p| p.map(|node| node.id));
-        ops.state.backward(&dy, grads, [x, w, None]);
+        ops.state.backward(dy, grads, [x, w, None]);
     }
 }
 
@@ -387,6 +434,6 @@ impl Backward<Flex, 3> for LinearBiasBackward {
     ) {
         let dy = route::contiguous(grads.consume::<Flex>(&ops.node));
         let ids = ops.parents.map(|p| p.map(|node| node.id));
-        ops.state.backward(&dy, grads, ids);
+        ops.state.backward(dy, grads, ids);
     }
 }
