@@ -176,16 +176,45 @@ fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usi
 /// The row-major `m x n` product of `lhs` (`m x k`, element `(i, p)` at
 /// `lhs[i * lhs_rs + p * lhs_cs]`) and `rhs` (`k x n`, `(p, j)` at
 /// `rhs[p * rhs_rs + j * rhs_cs]`), written into a new buffer without zeroing it first.
-#[allow(clippy::too_many_arguments)]
 fn product(
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    product_into(
+        out.spare_capacity_mut(),
+        (m, n, k),
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+        parallelism(m, n, k),
+    );
+    // SAFETY: `product_into` wrote all `m * n` elements.
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// [`product`] into `dst` (at least `m * n` elements, row-major), every element written.
+fn product_into(
+    dst: &mut [std::mem::MaybeUninit<f32>],
     (m, n, k): (usize, usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-) -> Vec<f32> {
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0.0; m * n];
+    parallelism: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n, "product: destination too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst[..m * n].fill(std::mem::MaybeUninit::new(0.0));
+        return;
     }
     assert!(
         lhs.len() >= extent(m, k, lhs_rs, lhs_cs),
@@ -195,16 +224,15 @@ fn product(
         rhs.len() >= extent(k, n, rhs_rs, rhs_cs),
         "product: rhs too short"
     );
-    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: the operands cover every index the product reads (asserted above), the
     // destination has room for `m * n` row-major elements, and `read_dst` is false, so gemm
-    // writes every destination element without reading it; only then is the length set.
+    // writes every destination element without reading it.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             n as isize,
             false,
@@ -219,11 +247,43 @@ fn product(
             false,
             false,
             false,
-            parallelism(m, n, k),
+            parallelism,
         );
-        out.set_len(m * n);
     }
-    out
+}
+
+/// The weight's gradient as burn computes it where it keeps the batched product: for each
+/// batch (every leading dimension of the input but the last two), `x_b^T dy_b` (`d_in x
+/// d_out`), written into one new buffer (the same `gemm` calls as flex's batched product;
+/// batches in parallel), then summed over the batches by flex's own `sum_dim`/`sum_dims`, as
+/// burn-autodiff reduces a broadcast operand's gradient.
+fn batched_weight_grad(x: &[f32], dy: &[f32], in_shape: &[usize], dims: LinearDims) -> FlexTensor {
+    let LinearDims { rows, d_in, d_out } = dims;
+    let rank = in_shape.len();
+    let t = in_shape[rank - 2];
+    let batches = rows / t.max(1);
+    let mut per: Vec<f32> = Vec::with_capacity(batches * d_in * d_out);
+    if d_in * d_out > 0 {
+        per.spare_capacity_mut()
+            .par_chunks_mut(d_in * d_out)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                product_into(
+                    dst,
+                    (d_in, d_out, t),
+                    &x[b * t * d_in..(b + 1) * t * d_in],
+                    (1, d_in),
+                    &dy[b * t * d_out..(b + 1) * t * d_out],
+                    (d_out, 1),
+                    gemm::Parallelism::None,
+                )
+            });
+    }
+    // SAFETY: every chunk of `d_in * d_out` elements was written above.
+    unsafe { per.set_len(batches * d_in * d_out) };
+    let mut shape = in_shape[..rank - 2].to_vec();
+    shape.extend([d_in, d_out]);
+    sum_leading(route::new_tensor(per, &shape), rank - 2)
 }
 
 /// The forward kernel: `x` row-major `[rows, d_in]`, `w` row-major `[d_in, d_out]`, optional
@@ -369,10 +429,12 @@ impl LinearState {
             let dw = match (out.weight, &self.x) {
                 (Some(dw), _) => route::new_tensor(dw, &[d_in, d_out]),
                 (None, Some(x)) => {
-                    // burn: matmul(x^T, dy) per batch, summed over the batch dimensions.
-                    let per_batch =
-                        Flex::float_matmul(Flex::float_transpose(x.clone()), dy.clone());
-                    let summed = sum_leading(per_batch, rank - 2);
+                    let summed = batched_weight_grad(
+                        route::values(x),
+                        route::values(&dy),
+                        &self.in_shape,
+                        self.dims,
+                    );
                     Flex::float_reshape(summed, Shape::from(vec![d_in, d_out]))
                 }
                 (None, None) => unreachable!("the input is kept when the weight is tracked"),
