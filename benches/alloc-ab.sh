@@ -9,24 +9,11 @@
 # process's peak resident memory) and writes every sample to DIR/results.jsonl. Rounds alternate which setting goes first.
 set -euo pipefail
 
-threads=$(nproc)
-rounds=3
-out=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --threads) threads="$2"; shift 2 ;;
-    --rounds) rounds="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-    *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
-  esac
-done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=benches/common.sh
 source benches/common.sh
-require_count --threads "$threads"
-require_count --rounds "$rounds"
+parse_round_options 2,9 "$@"
 results_file "$out" alloc-
 build_zoo_bench
 

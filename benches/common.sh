@@ -24,3 +24,26 @@ build_zoo_bench() {
   [[ "$target" = /* ]] || target="$PWD/$target"
   zoo="$target/release/zoo-bench"
 }
+
+# parse_round_options HELP_LINES ARGS...: the options of the scripts that take only --threads N
+# (default: all cores), --rounds R (default 3) and --out DIR; sets `threads`, `rounds` and
+# `out`. -h/--help prints lines HELP_LINES (a sed range, e.g. 2,8) of the calling script; any
+# other argument, or a count that is not a positive integer, exits 2.
+parse_round_options() {
+  local help=$1
+  shift
+  threads=$(nproc)
+  rounds=3
+  out=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --threads) threads="$2"; shift 2 ;;
+      --rounds) rounds="$2"; shift 2 ;;
+      --out) out="$2"; shift 2 ;;
+      -h|--help) sed -n "${help}p" "$0"; exit 0 ;;
+      *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
+    esac
+  done
+  require_count --threads "$threads"
+  require_count --rounds "$rounds"
+}

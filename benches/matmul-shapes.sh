@@ -11,24 +11,11 @@
 # rounds, and flex's ratio to each. Rounds alternate the order of the three sides.
 set -euo pipefail
 
-threads=$(nproc)
-rounds=3
-out=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --threads) threads="$2"; shift 2 ;;
-    --rounds) rounds="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "error: unknown argument '$1' (expected --threads, --rounds, --out)" >&2; exit 2 ;;
-  esac
-done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=benches/common.sh
 source benches/common.sh
-require_count --threads "$threads"
-require_count --rounds "$rounds"
+parse_round_options 2,11 "$@"
 python=${PYTHON:-python3}
 if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
   echo "error: '$python' cannot import torch and numpy; set PYTHON to a venv with both:" >&2

@@ -50,7 +50,7 @@ pub struct LinearDims {
 }
 
 /// `y = x W + b` (burn's layout: `weight` is `[d_in, d_out]`), fused on flex (plain or
-/// autodiff, f32, see the [module docs](self)); on other devices burn's
+/// autodiff, f32; each output written once, burn's bits); on other devices burn's
 /// [`linear`](burn::tensor::module::linear), unchanged.
 ///
 /// # Shapes
@@ -317,15 +317,15 @@ pub fn forward_values(x: &[f32], w: &[f32], bias: Option<&[f32]>, dims: LinearDi
 pub struct LinearGrads {
     /// `dx = dy W^T`, row-major `[rows, d_in]`.
     pub input: Option<Vec<f32>>,
-    /// `dW = x^T dy`, row-major `[d_in, d_out]`.
+    /// `dW = x^T dy` over all rows folded together, row-major `[d_in, d_out]`.
     pub weight: Option<Vec<f32>>,
-    /// `db`: the sum of `dy`'s rows, `[d_out]`.
-    pub bias: Option<Vec<f32>>,
 }
 
 /// The backward kernel: from the output's gradient `dy` (row-major `[rows, d_out]`), the
-/// input's gradient where the weight `w` is given (`dx = dy W^T`), the weight's where the
-/// input `x` is given (`dW = x^T dy`), and the bias's where `bias` is set.
+/// input's gradient where the weight `w` is given (`dx = dy W^T`) and the weight's where the
+/// input `x` is given (`dW = x^T dy`, all rows folded into one product). The bias's gradient
+/// is the sum of `dy`'s rows; [`linear`]'s backward takes it, and the weight's for a batched
+/// input, from flex's own sums, as burn does.
 ///
 /// # Panics
 ///
@@ -335,7 +335,6 @@ pub fn backward_values(
     w: Option<&[f32]>,
     dy: &[f32],
     dims: LinearDims,
-    bias: bool,
 ) -> LinearGrads {
     let LinearDims { rows, d_in, d_out } = dims;
     assert_eq!(dy.len(), rows * d_out, "linear backward: gradient length");
@@ -350,28 +349,7 @@ pub fn backward_values(
             // x^T: element (i, p) is x[p * d_in + i]; times dy [rows, d_out].
             product((d_in, d_out, rows), x, (1, d_in), dy, (d_out, 1))
         }),
-        bias: bias.then(|| column_sums(dy, d_out)),
     }
-}
-
-/// The sum of the rows of a row-major `[rows, cols]` matrix, each column summed in row order.
-fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
-    let mut sums = vec![0.0f32; cols];
-    if cols == 0 {
-        return sums;
-    }
-    const COLS_PER_TASK: usize = 64;
-    sums.par_chunks_mut(COLS_PER_TASK)
-        .enumerate()
-        .for_each(|(task, sums)| {
-            let start = task * COLS_PER_TASK;
-            for row in values.chunks_exact(cols) {
-                for (s, v) in sums.iter_mut().zip(&row[start..]) {
-                    *s += v;
-                }
-            }
-        });
-    sums
 }
 
 /// What the backward pass keeps: the input (contiguous) if the weight needs a gradient, the
@@ -420,7 +398,6 @@ impl LinearState {
                 .map(route::values),
             route::values(&dy),
             self.dims,
-            false,
         );
         if let (Some(id), Some(dx)) = (x_node, out.input) {
             grads.register::<Flex>(id, route::new_tensor(dx, &self.in_shape));
